@@ -1,0 +1,59 @@
+"""edgedet checkpoints: a plain dict of tensors and builtins, so ``torch.load(weights_only=True)`` reads it.
+
+A checkpoint carries what is needed to rebuild the model without the training command line:
+the zoo name, builder options, class names and their dataset category ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from edgedet.errors import CheckpointError
+from edgedet.fileio import atomic_path
+
+FORMAT = "edgedet-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically; adds the format tag and version."""
+    import torch
+
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
+    """Load an edgedet checkpoint, or wrap a bare state_dict as one (``model`` unknown)."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt/foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot load checkpoint {p}: {first}") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if obj.get("version", 0) > VERSION:
+            raise CheckpointError(f"{p} was written by a newer edgedet (checkpoint version {obj['version']})")
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj) and all(
+        hasattr(v, "shape") for v in obj.values()
+    ):
+        return {"format": FORMAT, "version": VERSION, "model": None, "state_dict": obj}
+    raise CheckpointError(f"{p} is neither an edgedet checkpoint nor a state_dict")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

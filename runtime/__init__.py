@@ -1,0 +1,1 @@
+"""Torch-free inference runtime that applications embed on the device (later issue)."""
