@@ -45,3 +45,14 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = T
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, overwrite: bool = True) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n", overwrite=overwrite)
+
+
+def next_run_dir(base: str | os.PathLike) -> Path:
+    """``base`` if free, else ``base2``, ``base3`` …: a new run never writes into an earlier run's folder."""
+    base = Path(base)
+    if not base.exists():
+        return base
+    k = 2
+    while (base.parent / f"{base.name}{k}").exists():
+        k += 1
+    return base.parent / f"{base.name}{k}"

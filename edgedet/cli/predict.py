@@ -1,0 +1,41 @@
+"""``edgedet predict``: the PyTorch reference on images; COCO results JSON and annotated images."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgedet.cli._common import add_model_args
+
+HELP = "run the PyTorch reference on images: COCO results JSON and/or annotated images"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--source", required=True, help="image file, folder or glob")
+    p.add_argument("--conf", type=float, default=0.25, help="minimum score to keep (default 0.25)")
+    p.add_argument("--save-json", help="write COCO results JSON here")
+    p.add_argument("--save-dir", help="write annotated images into this folder")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgedet.predict import predict_images
+    from edgedet.reference import load_reference
+
+    predictor = load_reference(args.model, args.weights, device=args.device, score_thresh=args.conf)
+    category_ids = _checkpoint_category_ids(args.weights, len(predictor.classes))
+    return predict_images(predictor, predictor.classes, category_ids, args.source, save_json=args.save_json,
+                          save_dir=args.save_dir, overwrite=args.force)
+
+
+def _checkpoint_category_ids(weights: str, num_classes: int) -> list[int]:
+    """Dataset category ids the model was trained with; torchvision's COCO layout maps label i to id i + 1."""
+    from pathlib import Path
+
+    if Path(weights).is_file():
+        from edgedet.checkpoint import load_checkpoint
+
+        ids = load_checkpoint(weights).get("category_ids")
+        if ids and len(ids) == num_classes:
+            return list(ids)
+    return list(range(1, num_classes + 1))

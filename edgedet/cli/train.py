@@ -1,0 +1,88 @@
+"""``edgedet train``: train a zoo model (GPU with AMP, or CPU; multi-GPU through torchrun).
+
+Multi-GPU: ``torchrun --nproc_per_node=4 -m edgedet train ...``; ``--batch`` is per GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "train a zoo model on COCO/VOC data (preset recipe + overrides; checkpoints, best tracking, curves)"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="zoo name (see `edgedet models`); optional with --resume")
+    p.add_argument("--data", required=True, help="training annotations (COCO JSON or VOC folder)")
+    p.add_argument("--images", help="image folder of --data (COCO)")
+    p.add_argument("--val-data", help="validation annotations; mAP is evaluated on them each epoch")
+    p.add_argument("--val-images", help="image folder of --val-data (default: --images)")
+    p.add_argument("--weights", help="initial weights: none (default), default/ENUM (torchvision, needs network) or FILE")
+    p.add_argument("--preset", default="default", help="recipe in edgedet/train/presets (default, ssdlite, tiny)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch", type=int, help="images per step (per GPU under torchrun)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--scheduler", choices=["cosine", "step"])
+    p.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",")], help="step scheduler epochs, e.g. 16,22")
+    p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--augment", help="none, hflip, ssdlite, ssd")
+    p.add_argument("--clip-grad", type=float, help="max gradient norm (0 disables)")
+    p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="disable mixed precision on CUDA")
+    p.add_argument("--sync-bn", action="store_const", const=True, help="SyncBatchNorm under torchrun")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--workers", type=int, help="DataLoader workers (default: 4 on CUDA, 0 on CPU)")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--bad-images", dest="on_bad_image", choices=["skip", "fail"], help="unreadable images: skip with a warning (default) or fail")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="builder option, JSON value (e.g. min_size=512, width_mult=0.75); repeatable")
+    p.add_argument("--out", help="run folder (default runs/train/exp, numbered if it exists)")
+    p.add_argument("--resume", help="continue from a last.pt")
+
+
+def parse_model_args(items: list[str]) -> dict:
+    from edgedet.errors import EdgedetError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EdgedetError(f"--model-arg {item!r} must look like KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgedet.errors import EdgedetError
+    from edgedet.train.config import make_config
+
+    model = args.model
+    if model is None:
+        if not args.resume:
+            raise EdgedetError("--model is required (or --resume a last.pt)")
+        from edgedet.reference import model_name_from_checkpoint
+
+        model = model_name_from_checkpoint(args.resume)
+    cfg = make_config(
+        model=model, data=args.data, preset=args.preset, images=args.images, val_data=args.val_data,
+        val_images=args.val_images, weights=args.weights, epochs=args.epochs, batch=args.batch,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, scheduler=args.scheduler,
+        milestones=args.milestones, warmup_iters=args.warmup_iters, augment=args.augment,
+        clip_grad=args.clip_grad, amp=args.amp,
+        sync_bn=args.sync_bn, device=args.device, workers=args.workers, eval_every=args.eval_every,
+        seed=args.seed, on_bad_image=args.on_bad_image, model_kwargs=parse_model_args(args.model_arg) or None,
+        out=args.out or "runs/train/exp",
+    )
+    from edgedet import log
+    from edgedet.train.engine import train
+
+    r = train(cfg, resume=args.resume)
+    best = f"best mAP@[.5:.95] {r.best_map:.3f} at epoch {r.best_epoch}" if r.best_map >= 0 else "no val split"
+    log.note(f"train: done, {r.images_per_second:.1f} images/s; {best}")
+    print(f"best: {r.best}\nlast: {r.last}\ncurves: {r.out_dir / 'curves.png'}")
+    return 0

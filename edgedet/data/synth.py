@@ -1,0 +1,186 @@
+"""A deterministic synthetic detection dataset, so every stage of edgedet runs offline.
+
+Filled shapes of several classes on textured backgrounds, at varied sizes and aspect ratios;
+some images hold no objects and a few are all black (failure cases the export must survive).
+Written as COCO JSON (train and val splits) plus an optional MP4 of moving shapes.
+Torch-free: only numpy, OpenCV and PIL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgedet.errors import DataError
+from edgedet.fileio import atomic_path, atomic_write_json
+
+CLASSES = ["circle", "square", "triangle"]
+IMAGE_SIZES = [(224, 224), (256, 192), (192, 256)]  # (width, height): varied aspect ratios
+EMPTY_FRACTION = 0.08
+BLACK_FRACTION = 0.03
+
+
+@dataclass
+class SynthSummary:
+    root: Path
+    train_json: Path
+    val_json: Path
+    images_dir: Path
+    num_train: int
+    num_val: int
+    video: Path | None
+
+
+def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """Low-frequency colour noise plus a gradient and a few lines: texture a detector must ignore."""
+    small = rng.integers(0, 256, size=(rng.integers(3, 9), rng.integers(3, 9), 3), dtype=np.uint8)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    grad = np.linspace(0, rng.uniform(-60, 60), w, dtype=np.float32)[None, :, None]
+    img = np.clip(img * 0.6 + 50 + grad + rng.normal(0, 8, size=(h, w, 3)), 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(0, 4))):
+        p1 = tuple(int(v) for v in rng.integers(0, [w, h]))
+        p2 = tuple(int(v) for v in rng.integers(0, [w, h]))
+        cv2.line(img, p1, p2, tuple(int(c) for c in rng.integers(0, 256, 3)), int(rng.integers(1, 3)))
+    return img
+
+
+def _draw(img: np.ndarray, cls: int, box: tuple[int, int, int, int], color: tuple[int, int, int]) -> None:
+    x1, y1, x2, y2 = box
+    if CLASSES[cls] == "circle":
+        cv2.ellipse(img, (((x1 + x2) / 2, (y1 + y2) / 2), (x2 - x1 - 1, y2 - y1 - 1), 0), color, -1, cv2.LINE_AA)
+    elif CLASSES[cls] == "square":
+        cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), color, -1)
+    else:
+        pts = np.array([[(x1 + x2) // 2, y1], [x2 - 1, y2 - 1], [x1, y2 - 1]], np.int32)
+        cv2.fillPoly(img, [pts], color, cv2.LINE_AA)
+
+
+def _contrasting_color(rng: np.random.Generator, img: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int]:
+    x1, y1, x2, y2 = box
+    mean = img[y1:y2, x1:x2].reshape(-1, 3).mean(0)
+    for _ in range(20):
+        c = rng.integers(0, 256, 3)
+        if np.abs(c - mean).sum() > 200:
+            break
+    return tuple(int(v) for v in c)
+
+
+def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def render_image(rng: np.random.Generator, w: int, h: int, kind: str = "objects") -> tuple[np.ndarray, list]:
+    """One RGB image and its objects as ``[(class_index, (x1, y1, x2, y2)), ...]``."""
+    if kind == "black":
+        return np.zeros((h, w, 3), np.uint8), []
+    img = _background(rng, w, h)
+    objects: list[tuple[int, tuple[int, int, int, int]]] = []
+    if kind == "empty":
+        return img, objects
+    for _ in range(int(rng.integers(1, 5))):
+        side = min(w, h)
+        bw = int(rng.uniform(0.15, 0.45) * side)
+        bh = int(np.clip(bw * rng.uniform(0.7, 1.4), 0.12 * side, 0.5 * side))
+        x1, y1 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        box = (x1, y1, x1 + bw, y1 + bh)
+        if any(_iou(box, b) > 0.05 for _, b in objects):
+            continue
+        cls = int(rng.integers(0, len(CLASSES)))
+        _draw(img, cls, box, _contrasting_color(rng, img, box))
+        objects.append((cls, box))
+    return img, objects
+
+
+def _coco(images: list[dict], anns: list[dict]) -> dict:
+    cats = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
+    return {"info": {"description": "edgedet synthetic shapes"}, "images": images, "annotations": anns, "categories": cats}
+
+
+def _write_jpeg(path: Path, img: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise DataError(f"cannot encode {path}")
+    path.write_bytes(buf.tobytes())
+
+
+def write_video(path: Path, *, frames: int = 120, size: tuple[int, int] = (320, 240), fps: int = 30, seed: int = 0) -> Path:
+    """An MP4 of shapes drifting over a fixed background, for `edgedet run` and the demo."""
+    rng = np.random.default_rng(seed + 1)
+    w, h = size
+    bg = _background(rng, w, h)
+    _, objects = render_image(rng, w, h)
+    objects = objects or [(0, (10, 10, 60, 60))]
+    colors = [tuple(int(c) for c in rng.integers(60, 256, 3)) for _ in objects]
+    vel = rng.uniform(-2, 2, size=(len(objects), 2))
+    with atomic_path(path) as tmp:
+        tmp_mp4 = tmp.with_suffix(".mp4")
+        writer = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise DataError("OpenCV cannot write MP4 video here (no mp4v encoder)")
+        try:
+            for t in range(frames):
+                frame = bg.copy()
+                for k, (cls, (x1, y1, x2, y2)) in enumerate(objects):
+                    dx, dy = vel[k] * t
+                    bw, bh = x2 - x1, y2 - y1
+                    nx = int(np.clip(x1 + dx, 0, w - bw))
+                    ny = int(np.clip(y1 + dy, 0, h - bh))
+                    _draw(frame, cls, (nx, ny, nx + bw, ny + bh), colors[k])
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        tmp_mp4.replace(tmp)
+    return path
+
+
+def make_synthetic_dataset(
+    out: str | Path,
+    *,
+    images: int = 200,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    video: bool = False,
+    progress: bool = False,
+) -> SynthSummary:
+    """Write ``out/images/*.jpg`` and ``out/annotations/{train,val}.json`` (COCO, category ids 1..C)."""
+    if images < 2:
+        raise DataError("--images must be at least 2 (one train and one val image)")
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError("--val-fraction must be between 0 and 1")
+    root = Path(out)
+    img_dir = root / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    num_val = max(1, int(round(images * val_fraction)))
+    splits: dict[str, tuple[list, list]] = {"train": ([], []), "val": ([], [])}
+    indices = range(images)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="synth", unit="img")
+    for i in indices:
+        split = "val" if i >= images - num_val else "train"
+        u = rng.random()
+        kind = "black" if u < BLACK_FRACTION else "empty" if u < BLACK_FRACTION + EMPTY_FRACTION else "objects"
+        w, h = IMAGE_SIZES[int(rng.integers(0, len(IMAGE_SIZES)))]
+        img, objects = render_image(rng, w, h, kind)
+        name = f"{split}_{i:05d}.jpg"
+        _write_jpeg(img_dir / name, img)
+        ims, anns = splits[split]
+        ims.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        for cls, (x1, y1, x2, y2) in objects:
+            bw, bh = x2 - x1, y2 - y1
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cls + 1,
+                         "bbox": [x1, y1, bw, bh], "area": bw * bh, "iscrowd": 0})
+    ann_dir = root / "annotations"
+    train_json = atomic_write_json(ann_dir / "train.json", _coco(*splits["train"]))
+    val_json = atomic_write_json(ann_dir / "val.json", _coco(*splits["val"]))
+    vid = write_video(root / "video.mp4", seed=seed) if video else None
+    return SynthSummary(root, train_json, val_json, img_dir, images - num_val, num_val, vid)

@@ -1,0 +1,98 @@
+"""What edgedet finds installed. Every probe is guarded: a broken package is reported, never raised."""
+
+from __future__ import annotations
+
+import glob
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+
+def _torch() -> dict[str, Any]:
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001 - reporting any import failure is the point
+        return {"torch": f"not installed ({type(e).__name__})"}
+    out: dict[str, Any] = {"torch": torch.__version__}
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        out["CUDA (torch)"] = f"{torch.version.cuda}: {', '.join(names)}"
+    else:
+        out["CUDA (torch)"] = f"not available (built for CUDA {torch.version.cuda})" if torch.version.cuda else "CPU-only build"
+    try:
+        import torchvision
+
+        from torchvision.ops import nms  # the C++ ops fail to load with a mismatched torch
+
+        nms(torch.zeros((1, 4)), torch.zeros(1), 0.5)
+        out["torchvision"] = torchvision.__version__
+    except Exception as e:  # noqa: BLE001
+        out["torchvision"] = f"unusable: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}"
+    return out
+
+
+def _version(module: str) -> str:
+    try:
+        mod = __import__(module)
+        return getattr(mod, "__version__", "installed")
+    except Exception as e:  # noqa: BLE001
+        return f"not installed ({type(e).__name__})"
+
+
+def _onnxruntime() -> dict[str, Any]:
+    try:
+        import onnxruntime as ort
+    except Exception as e:  # noqa: BLE001
+        return {"onnxruntime": f"not installed ({type(e).__name__})"}
+    return {"onnxruntime": ort.__version__, "ORT providers": ort.get_available_providers()}
+
+
+def _tensorrt() -> dict[str, Any]:
+    out = {"tensorrt": _version("tensorrt")}
+    try:
+        from cuda import bindings  # noqa: F401
+
+        out["CUDA host API"] = "cuda-python (cuda.bindings)"
+    except Exception:  # noqa: BLE001
+        out["CUDA host API"] = "pycuda" if not _version("pycuda").startswith("not") else "none (install cuda-python)"
+    return out
+
+
+def _opencv() -> dict[str, Any]:
+    try:
+        import cv2
+    except Exception as e:  # noqa: BLE001
+        return {"opencv": f"not installed ({type(e).__name__})"}
+    info = cv2.getBuildInformation()
+
+    def field(name: str) -> str:
+        m = re.search(rf"^\s*{name}:\s*(.+)$", info, re.MULTILINE)
+        return m.group(1).strip() if m else "unknown"
+
+    gui = field("GUI")
+    return {"opencv": cv2.__version__, "OpenCV GUI": "none (headless)" if gui in ("NONE", "unknown") else gui,
+            "OpenCV GStreamer": field("GStreamer")}
+
+
+def _cameras() -> dict[str, Any]:
+    cams = sorted(glob.glob("/dev/video*"))
+    return {"cameras": [f"cam{c[len('/dev/video'):]} ({c})" for c in cams]}
+
+
+def _platform() -> dict[str, Any]:
+    jetson = Path("/etc/nv_tegra_release")
+    plat = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    if jetson.exists():
+        plat += f"; Jetson: {jetson.read_text().splitlines()[0][:80]}"
+    return {"platform": plat}
+
+
+def collect() -> dict[str, Any]:
+    from edgedet import __version__
+
+    report: dict[str, Any] = {"edgedet": __version__}
+    for probe in (_platform, _torch, _onnxruntime, _tensorrt, _opencv, _cameras):
+        report.update(probe())
+    report["onnx"] = _version("onnx")
+    return report

@@ -1,0 +1,93 @@
+"""Training configuration: a preset (JSON data) with command-line overrides on top.
+
+Presets are data, not code branches: a recipe such as torchvision's SSDlite one is a file in
+``presets/``; only options the user actually sets override it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from typing import Any
+
+from edgedet.errors import EdgedetError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("cosine", "step")
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str
+    images: str | None = None
+    val_data: str | None = None
+    val_images: str | None = None
+    weights: str = "none"
+    out: str = "runs/train"
+    preset: str = "default"
+    optimizer: str = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_iters: int = 100
+    milestones: list[int] = field(default_factory=lambda: [16, 22])  # epochs, for scheduler "step"
+    gamma: float = 0.1
+    batch: int = 8
+    epochs: int = 26
+    augment: str = "hflip"
+    clip_grad: float | None = 10.0
+    amp: bool = True  # CUDA only; ignored on the CPU
+    device: str | None = None
+    workers: int | None = None
+    seed: int = 0
+    eval_every: int = 1
+    sync_bn: bool = False
+    on_bad_image: str = "skip"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "TrainConfig":
+        if self.optimizer not in OPTIMIZERS:
+            raise EdgedetError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise EdgedetError(f"scheduler must be one of {', '.join(SCHEDULERS)}, not {self.scheduler!r}")
+        for name in ("epochs", "batch"):
+            if getattr(self, name) < 1:
+                raise EdgedetError(f"--{name} must be at least 1")
+        if self.lr <= 0:
+            raise EdgedetError("--lr must be positive")
+        from edgedet.train.augment import AUGMENTATIONS
+
+        if self.augment not in AUGMENTATIONS:
+            raise EdgedetError(f"augment must be one of {', '.join(AUGMENTATIONS)}, not {self.augment!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_presets() -> list[str]:
+    files = resources.files("edgedet.train").joinpath("presets").iterdir()
+    return sorted(p.name[:-5] for p in files if p.name.endswith(".json"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = resources.files("edgedet.train").joinpath("presets", f"{name}.json")
+    if not path.is_file():
+        raise EdgedetError(f"unknown preset {name!r}; presets: {', '.join(list_presets())}")
+    values = json.loads(path.read_text())
+    values.pop("description", None)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise EdgedetError(f"preset {name} sets unknown options: {', '.join(sorted(unknown))}")
+    return values
+
+
+def make_config(*, model: str, data: str, preset: str = "default", **overrides: Any) -> TrainConfig:
+    """Preset values, then every override that is not None."""
+    values = load_preset(preset)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(model=model, data=data, preset=preset, **values).validate()

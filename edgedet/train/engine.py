@@ -1,0 +1,236 @@
+"""The training loop: built for the GPU (AMP, DistributedDataParallel through torchrun), fine on the CPU.
+
+A single process never touches ``torch.distributed``; under ``torchrun`` (``WORLD_SIZE`` > 1) each
+rank trains on its shard and rank 0 alone evaluates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgedet import log
+from edgedet.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from edgedet.data import check_images, load_dataset
+from edgedet.data.types import DetectionDataset
+from edgedet.errors import EdgedetError
+from edgedet.fileio import atomic_write_json, next_run_dir
+from edgedet.models import create_model
+from edgedet.train.config import TrainConfig
+from edgedet.train.data import TorchDetectionDataset, collate
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last: Path
+    best: Path
+    best_map: float  # mAP@[.5:.95] of the best epoch, -1 without a val split
+    best_epoch: int
+    images_per_second: float
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return _Dist(dist.get_rank(), world, local_rank)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_split(data: str, images: str | None, on_bad_image: str) -> DetectionDataset:
+    return check_images(load_dataset(data, images), on_bad_image, progress=False)
+
+
+def _lr_lambda(cfg: TrainConfig, iters_per_epoch: int):
+    """Per-iteration LR factor: linear warmup from 0.1% then cosine to 0, or steps at epoch milestones."""
+    total = cfg.epochs * iters_per_epoch
+    warmup = min(cfg.warmup_iters, max(1, total // 3))
+    milestones = [m * iters_per_epoch for m in cfg.milestones]
+
+    def factor(it: int) -> float:
+        warm = 1.0 if it >= warmup else 0.001 + (1 - 0.001) * it / warmup
+        if cfg.scheduler == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
+        return warm * cfg.gamma ** sum(it >= m for m in milestones)
+
+    return factor
+
+
+def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _evaluate(model: torch.nn.Module, val: DetectionDataset, device: torch.device) -> dict[str, float]:
+    from edgedet.evaluate import evaluate_predictor
+    from edgedet.reference import TorchPredictor
+
+    predictor = TorchPredictor(model, device=str(device))
+    result, _ = evaluate_predictor(predictor, val, model.edgedet_classes, batch_size=8, progress=False)
+    model.train()
+    return result.stats
+
+
+def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data``; writes ``last.pt``, ``best.pt``, ``history.json``, ``curves.png``."""
+    from tqdm import tqdm
+
+    from edgedet.reference import select_device
+
+    dist_ctx = _init_distributed()
+    _seed_everything(cfg.seed + dist_ctx.rank)
+    device = select_device(f"cuda:{dist_ctx.local_rank}" if dist_ctx.world > 1 and torch.cuda.is_available() else cfg.device)
+
+    train_set = _load_split(cfg.data, cfg.images, cfg.on_bad_image)
+    if len(train_set) == 0:
+        raise EdgedetError(f"{cfg.data}: no usable training images")
+    val_set = _load_split(cfg.val_data, cfg.val_images or cfg.images, cfg.on_bad_image) if cfg.val_data else None
+
+    state: dict[str, Any] | None = load_checkpoint(resume) if resume else None
+    if state is not None and state.get("model") not in (None, cfg.model):
+        raise EdgedetError(f"--resume {resume} is a {state['model']} checkpoint, not {cfg.model}")
+    model = create_model(cfg.model, classes=train_set.classes, weights=cfg.weights if state is None else "none",
+                         **({**cfg.model_kwargs, **state.get("model_kwargs", {})} if state else cfg.model_kwargs))
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+    if cfg.sync_bn and dist_ctx.world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device).train()
+    core = model  # the unwrapped model: checkpoints and evaluation use it
+    if dist_ctx.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist_ctx.local_rank] if device.type == "cuda" else None)
+
+    train_set_t = TorchDetectionDataset(train_set, cfg.augment)
+    sampler = (torch.utils.data.distributed.DistributedSampler(train_set_t, shuffle=True, seed=cfg.seed)
+               if dist_ctx.world > 1 else None)
+    workers = cfg.workers if cfg.workers is not None else (4 if device.type == "cuda" else 0)
+    loader = torch.utils.data.DataLoader(
+        train_set_t, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
+        collate_fn=collate, drop_last=len(train_set_t) >= cfg.batch * dist_ctx.world,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+    )
+    iters_per_epoch = max(1, len(loader))
+    optimizer = _optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, iters_per_epoch))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, best_map, best_epoch, history = 1, -1.0, 0, []
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"]) + 1
+        best_map, best_epoch = float(state["best_map"]), int(state["best_epoch"])
+        history = list(state.get("history", []))
+        out_dir = Path(resume).parent
+    else:
+        out_dir = next_run_dir(cfg.out)
+    if dist_ctx.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    last, best = out_dir / "last.pt", out_dir / "best.pt"
+    weights_sha = file_sha256(cfg.weights) if Path(cfg.weights).is_file() else None
+
+    seen, train_time = 0, 0.0
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not (progress and dist_ctx.main), leave=False)
+        t0 = time.perf_counter()
+        for images, targets in bar:
+            images = [im.to(device, non_blocking=True) for im in images]
+            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                losses = model(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise EdgedetError(f"loss became {loss.item()} at epoch {epoch}; lower --lr or keep --clip-grad set")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            seen += len(images) * dist_ctx.world
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix({k.replace("loss_", ""): f"{float(v):.3f}" for k, v in losses.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.4f}"})
+        train_time += time.perf_counter() - t0
+        bar.close()
+        record: dict[str, Any] = {"epoch": epoch, "losses": {k: v / iters_per_epoch for k, v in sums.items()},
+                                  "lr": scheduler.get_last_lr()[0]}
+        if dist_ctx.main:
+            if val_set is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+                record["val"] = _evaluate(core, val_set, device)
+                if record["val"]["AP"] > best_map:
+                    best_map, best_epoch = record["val"]["AP"], epoch
+            elif val_set is None:
+                best_epoch = epoch
+            history.append(record)
+            _write_epoch(core, cfg, optimizer, scheduler, scaler, epoch, best_map, best_epoch, history,
+                         train_set, weights_sha, last, best, is_best=best_epoch == epoch)
+            val = record.get("val")
+            loss_txt = " ".join(f"{k.replace('loss_', '')} {v:.3f}" for k, v in record["losses"].items())
+            val_txt = f"  mAP {val['AP']:.3f}  mAP50 {val['AP50']:.3f}" if val else ""
+            log.note(f"epoch {epoch}/{cfg.epochs}  {loss_txt}{val_txt}")
+        if dist_ctx.world > 1:
+            torch.distributed.barrier()
+    if dist_ctx.world > 1:
+        torch.distributed.destroy_process_group()
+    return TrainResult(out_dir, last, best, best_map, best_epoch, seen / train_time if train_time else 0.0, history)
+
+
+def _write_epoch(core, cfg, optimizer, scheduler, scaler, epoch, best_map, best_epoch, history,
+                 train_set, weights_sha, last: Path, best: Path, *, is_best: bool) -> None:
+    from edgedet.train.plot import plot_history
+
+    state = {
+        "model": core.edgedet_name, "model_kwargs": dict(core.edgedet_kwargs),
+        "classes": list(train_set.classes), "category_ids": list(train_set.category_ids),
+        "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(), "epoch": epoch, "best_map": best_map, "best_epoch": best_epoch,
+        "history": history, "config": cfg.to_dict(), "source_weights_sha256": weights_sha,
+    }
+    save_checkpoint(last, state)
+    if is_best:
+        save_checkpoint(best, {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler")})
+    atomic_write_json(last.parent / "history.json", history)
+    plot_history(history, last.parent / "curves.png")

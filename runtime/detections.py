@@ -1,0 +1,36 @@
+"""The detections every predictor returns, whatever runs it (PyTorch reference, ONNX Runtime, TensorRT).
+
+Torch-free so the runtime, ``predict`` and ``verify`` share one type and one output path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """Detections of one image in original-image pixels.
+
+    ``boxes`` float32 ``[N, 4]`` x1, y1, x2, y2; ``scores`` float32 ``[N]`` descending;
+    ``labels`` int64 ``[N]`` 0-based indices into the model's class list.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def filter(self, min_score: float = 0.0, classes: set[int] | None = None) -> "Detections":
+        keep = self.scores >= min_score
+        if classes is not None:
+            keep &= np.isin(self.labels, list(classes))
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])
