@@ -192,7 +192,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True)
             seen += len(images) * dist_ctx.world
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.set_postfix({k.replace("loss_", ""): f"{float(v):.3f}" for k, v in losses.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.4f}"})
+            bar.set_postfix({k.replace("loss_", ""): f"{float(v.detach()):.3f}" for k, v in losses.items()} | {"lr": f"{scheduler.get_last_lr()[0]:.4f}"})
         train_time += time.perf_counter() - t0
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "losses": {k: v / iters_per_epoch for k, v in sums.items()},

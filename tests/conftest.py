@@ -1,0 +1,64 @@
+"""Shared fixtures: synthetic data and the tiny model trained on it once per session.
+
+Tests marked ``gpu`` or ``tensorrt`` skip cleanly where CUDA or TensorRT is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+FIXTURE_MIN_AP50 = 0.6
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_trt = pytest.mark.skip(reason="needs TensorRT")
+    has_cuda = _has_cuda()
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+        if "tensorrt" in item.keywords and not has_trt:
+            item.add_marker(skip_trt)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory):
+    """400 synthetic images (320 train / 80 val) and a short video."""
+    from edgedet.data.synth import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=400, seed=0, video=True)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(synth, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny model trained from scratch on the synthetic train split (about a minute on 2 cores).
+
+    Later stages compare engines against it, so it must detect its objects well.
+    """
+    from edgedet.train.config import make_config
+    from edgedet.train.engine import train
+
+    cfg = make_config(model="ssdlite_tiny", data=str(synth.train_json), images=str(synth.images_dir),
+                      val_data=str(synth.val_json), preset="tiny", device="cpu",
+                      out=str(tmp_path_factory.mktemp("train") / "run"), eval_every=1000)
+    result = train(cfg, progress=False)
+    assert result.history[-1]["val"]["AP50"] >= FIXTURE_MIN_AP50, result.history[-1]
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(trained_tiny) -> Path:
+    return Path(trained_tiny.best)
