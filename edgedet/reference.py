@@ -69,13 +69,18 @@ def load_reference(
 
 
 def model_name_from_checkpoint(weights: str) -> str:
+    """The zoo name an edgedet checkpoint records, for verbs where ``--model`` is optional."""
     from pathlib import Path
 
     from edgedet.checkpoint import load_checkpoint
+    from edgedet.errors import CheckpointError
 
-    if weights in ("none", "default") or not Path(weights).is_file():
+    path = Path(weights)
+    if not path.is_file():
+        if path.suffix in (".pt", ".pth", ".ckpt") or path.parent != Path("."):
+            raise CheckpointError(f"checkpoint not found: {weights}")
         raise EdgedetError("--model is required unless --weights is an edgedet checkpoint")
-    name = load_checkpoint(weights).get("model")
+    name = load_checkpoint(path).get("model")
     if not name:
         raise EdgedetError(f"{weights} does not record its model; pass --model NAME")
     return name

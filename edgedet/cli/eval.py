@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from edgedet.reference import load_reference
     from edgedet.results import save_results_json
 
+    predictor = load_reference(args.model, args.weights, device=args.device)
     dataset = load_dataset(args.data, args.images)
     if args.max_images:
         dataset = replace(dataset, samples=dataset.samples[: args.max_images])
     dataset = check_images(dataset, args.bad_images)
-    predictor = load_reference(args.model, args.weights, device=args.device)
     result, results = evaluate_predictor(predictor, dataset, predictor.classes, batch_size=args.batch)
     print_eval(result, f"{predictor.model.edgedet_name} on {args.data}")
     out = next_run_dir(args.out)

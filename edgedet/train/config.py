@@ -49,6 +49,9 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
+        from edgedet.models import get_model_entry
+
+        get_model_entry(self.model)  # unknown names fail before any data is read
         if self.optimizer not in OPTIMIZERS:
             raise EdgedetError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.scheduler not in SCHEDULERS:
