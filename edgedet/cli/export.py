@@ -1,0 +1,66 @@
+"""``edgedet export``: static ONNX (FP32, optionally FP16) with in-graph NMS; a TensorRT plan where TensorRT is installed."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "export a zoo model to static ONNX with in-graph NMS (ONNX op or TensorRT plugin), optional FP16 and parity check"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="zoo name (optional when --weights is an edgedet checkpoint)")
+    p.add_argument("--weights", default="none", help="edgedet checkpoint FILE, default/ENUM (torchvision, needs network) or none")
+    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="network input: one size (square) or H W (default: the model's)")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
+    batch.add_argument("--dynamic-batch", type=int, metavar="MAX", help="dynamic batch up to MAX (SSD family)")
+    p.add_argument("--nms", choices=["onnx", "efficient"], default="onnx",
+                   help="onnx: NonMaxSuppression op (ONNX Runtime, TensorRT>=8.5); efficient: EfficientNMS_TRT plugin (TensorRT)")
+    p.add_argument("--fp16", action="store_true", help="also write <name>.fp16.onnx (FP16 compute, FP32 I/O and NMS)")
+    p.add_argument("--score-thresh", type=float, default=0.25)
+    p.add_argument("--iou-thresh", type=float, default=0.45)
+    p.add_argument("--max-dets", type=int, default=100)
+    p.add_argument("--max-candidates", type=int, default=1000, help="candidates kept before NMS (<= 3840)")
+    p.add_argument("--rpn-score-thresh", type=float, help="Faster R-CNN: mask RPN proposals below this score")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("-o", "--out", default="exports", help="output folder (default ./exports)")
+    p.add_argument("--name", help="file stem (default: the model name)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--verify", type=int, default=0, metavar="N", help="compare N images through PyTorch and each graph")
+    p.add_argument("--verify-source", help="image folder/glob for --verify (default: synthetic images)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgedet.errors import EdgedetError
+
+    if args.imgsz is not None and len(args.imgsz) not in (1, 2):
+        raise EdgedetError("--imgsz takes one size or H W")
+    from edgedet.export.nms import NMSConfig
+    from edgedet.export.onnx_export import ExportOptions, export_model, summarize
+
+    imgsz = None if args.imgsz is None else (tuple(args.imgsz) * 2)[:2] if len(args.imgsz) == 1 else tuple(args.imgsz)
+    opts = ExportOptions(
+        model=args.model, weights=args.weights, imgsz=imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch,
+        nms=NMSConfig(args.nms, args.score_thresh, args.iou_thresh, args.max_dets), fp16=args.fp16,
+        rpn_score_thresh=args.rpn_score_thresh, max_candidates=args.max_candidates, opset=args.opset,
+        out_dir=args.out, name=args.name, force=args.force, verify=args.verify, verify_source=args.verify_source,
+    )
+    result = export_model(opts)
+    summarize(result)
+    _tensorrt_step(result)
+    if result.parity and not result.passed:
+        raise EdgedetError("parity check failed (see the report above and in the sidecar JSON)")
+    return 0
+
+
+def _tensorrt_step(result) -> None:
+    import importlib.util
+
+    from edgedet import log
+
+    if importlib.util.find_spec("tensorrt") is None:
+        onnx_path = result.artifacts.get("fp16", result.artifacts["fp32"])
+        log.note(f"TensorRT is not installed here; on the target device run: edgedet build {onnx_path}"
+                 f"{' --fp16' if 'fp16' in result.artifacts else ''}")
+        return
+    log.note("TensorRT found; building plans is `edgedet build` (not part of this release yet)")

@@ -1,0 +1,65 @@
+"""Pieces every deploy wrapper shares: in-graph input normalisation and the constant candidate TopK."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MAX_CANDIDATES = 3840  # TensorRT's TopK limit; every candidate set is bounded by a constant ≤ this
+
+
+class NormalizeInput(nn.Module):
+    """uint8 NHWC RGB → float NCHW, scaled to [0, 1] and normalised, inside the graph (engine contract)."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return (x - self.mean) / self.std
+
+
+def topk_candidates(
+    boxes: torch.Tensor, scores: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best ``k`` (box, class) pairs per image, padded with zeros to exactly ``k``.
+
+    ``boxes [B, N, 4]`` shared by all classes or ``[B, N, C, 4]`` per class; ``scores [B, N, C]``
+    already masked (0 where thresholded) → boxes ``[B, k, 4]``, scores ``[B, k]``, labels ``[B, k]``
+    int64. A constant ``k`` keeps every shape static whatever the image holds.
+    """
+    b, n, c = scores.shape
+    flat = scores.reshape(b, n * c)
+    if n * c < k:  # fewer candidates than K: pad so the output shape never depends on the model
+        flat = torch.cat([flat, flat.new_zeros(b, k - n * c)], dim=1)
+    vals, idx = flat.topk(k, dim=1)
+    idx = torch.clamp(idx, max=n * c - 1)
+    anchor = torch.div(idx, c, rounding_mode="floor")
+    labels = idx - anchor * c
+    if boxes.dim() == 4:
+        per_class = boxes.reshape(b, n * c, 4)
+        picked = torch.gather(per_class, 1, idx.unsqueeze(-1).expand(b, k, 4))
+    else:
+        picked = torch.gather(boxes, 1, anchor.unsqueeze(-1).expand(b, k, 4))
+    return picked, vals, labels
+
+
+def decode_boxes(rel_codes: torch.Tensor, anchors: torch.Tensor, weights: tuple[float, ...], clip: float,
+                 size: tuple[int, int]) -> torch.Tensor:
+    """torchvision's ``BoxCoder.decode_single`` for ``rel_codes [B, N, 4]`` against ``anchors [N, 4]``
+    by broadcasting (no per-batch Tile of the anchors), then clipped to the ``(H, W)`` image."""
+    wx, wy, ww, wh = weights
+    widths = anchors[:, 2] - anchors[:, 0]
+    heights = anchors[:, 3] - anchors[:, 1]
+    ctr_x = anchors[:, 0] + 0.5 * widths
+    ctr_y = anchors[:, 1] + 0.5 * heights
+    dx, dy = rel_codes[..., 0] / wx, rel_codes[..., 1] / wy
+    dw = torch.clamp(rel_codes[..., 2] / ww, max=clip)
+    dh = torch.clamp(rel_codes[..., 3] / wh, max=clip)
+    cx, cy = dx * widths + ctr_x, dy * heights + ctr_y
+    half_w, half_h = 0.5 * torch.exp(dw) * widths, 0.5 * torch.exp(dh) * heights
+    h, w = size
+    return torch.stack([(cx - half_w).clamp(0, w), (cy - half_h).clamp(0, h),
+                        (cx + half_w).clamp(0, w), (cy + half_h).clamp(0, h)], dim=-1)

@@ -1,0 +1,140 @@
+"""The NMS tails appended to a candidate graph, ending in the four outputs of the engine contract.
+
+Both flavours take the wrapper's ``cand_boxes [B, K, 4]``, ``cand_scores [B, K]``,
+``cand_labels [B, K]`` and produce ``num_dets [B, 1] int32``, ``boxes [B, D, 4]``, ``scores [B, D]``,
+``labels [B, D] int32``, static, padded with zeros. They are appended as ONNX nodes after the torch
+export, so the NMS stays in FP32 when the rest of the graph becomes FP16 or INT8.
+
+- ``onnx``: the standard NonMaxSuppression op (ONNX Runtime; TensorRT ≥ 8.5 maps it to its native NMS
+  layer). Classes are kept apart by offsetting each class's boxes by ``label * (max(H, W) + 1)``,
+  so one single-class NMS call does class-aware NMS. Its variable-length selection is scattered back
+  into a dense ``[B, K]`` score map and TopK'd to ``D``, so only static shapes leave the graph.
+- ``efficient``: the ``EfficientNMS_TRT`` plugin node (TensorRT only; ``runtime.plugins`` holds a
+  numpy reference so the graph is still checked on a CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgedet.errors import EdgedetError
+
+FLAVOURS = ("onnx", "efficient")
+CANDIDATES = ("cand_boxes", "cand_scores", "cand_labels")
+OUTPUTS = ("num_dets", "boxes", "scores", "labels")
+# NonMaxSuppression keeps boxes with score > threshold; a zero threshold would let padding through.
+MIN_SCORE_THRESH = 1e-6
+
+
+@dataclass(frozen=True)
+class NMSConfig:
+    flavour: str = "onnx"
+    score_thresh: float = 0.25
+    iou_thresh: float = 0.45
+    max_dets: int = 100
+
+    def validate(self, num_candidates: int) -> "NMSConfig":
+        if self.flavour not in FLAVOURS:
+            raise EdgedetError(f"--nms must be one of {', '.join(FLAVOURS)}, not {self.flavour!r}")
+        if not 0.0 <= self.score_thresh < 1.0:
+            raise EdgedetError("--score-thresh must be in [0, 1)")
+        if not 0.0 < self.iou_thresh <= 1.0:
+            raise EdgedetError("--iou-thresh must be in (0, 1]")
+        if not 1 <= self.max_dets <= num_candidates:
+            raise EdgedetError(f"--max-dets must be in 1..{num_candidates} (the candidate count)")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
+
+
+def _onnx_nms_nodes(cfg: NMSConfig, max_coord: float, num_classes: int) -> list[onnx.NodeProto]:
+    p = "nms/"
+    n = helper.make_node
+    return [
+        _const(p + "offset", np.array(max_coord + 1.0, np.float32)),
+        n("Cast", ["cand_labels"], [p + "labels_f"], to=TensorProto.FLOAT),
+        n("Mul", [p + "labels_f", p + "offset"], [p + "shift"]),
+        _const(p + "ax_last", np.array([-1], np.int64)),
+        n("Unsqueeze", [p + "shift", p + "ax_last"], [p + "shift4"]),
+        n("Add", ["cand_boxes", p + "shift4"], [p + "off_boxes"]),
+        _const(p + "ax1", np.array([1], np.int64)),
+        n("Unsqueeze", ["cand_scores", p + "ax1"], [p + "scores_b1k"]),
+        _const(p + "max_out", np.array([cfg.max_dets], np.int64)),
+        _const(p + "iou", np.array([cfg.iou_thresh], np.float32)),
+        _const(p + "thr", np.array([max(cfg.score_thresh, MIN_SCORE_THRESH)], np.float32)),
+        n("NonMaxSuppression", [p + "off_boxes", p + "scores_b1k", p + "max_out", p + "iou", p + "thr"],
+          [p + "selected"], center_point_box=0),
+        # selected [M, 3] = (batch, class 0, candidate) → (batch, candidate) pairs
+        _const(p + "cols", np.array([0, 2], np.int64)),
+        n("Gather", [p + "selected", p + "cols"], [p + "bk"], axis=1),
+        n("GatherND", ["cand_scores", p + "bk"], [p + "sel_scores"]),
+        n("Shape", ["cand_scores"], [p + "bk_shape"]),
+        n("ConstantOfShape", [p + "bk_shape"], [p + "zeros"], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])),
+        n("ScatterND", [p + "zeros", p + "bk", p + "sel_scores"], [p + "dense"]),
+        _const(p + "k", np.array([cfg.max_dets], np.int64)),
+        n("TopK", [p + "dense", p + "k"], ["scores", p + "top_idx"], axis=1, largest=1, sorted=1),
+        _const(p + "zero", np.array(0.0, np.float32)),
+        n("Greater", ["scores", p + "zero"], [p + "valid"]),
+        n("Cast", [p + "valid"], [p + "valid_i"], to=TensorProto.INT32),
+        n("ReduceSum", [p + "valid_i", p + "ax1"], ["num_dets"], keepdims=1),
+        n("GatherElements", ["cand_labels", p + "top_idx"], [p + "top_labels"], axis=1),
+        n("Cast", [p + "top_labels"], [p + "top_labels_i"], to=TensorProto.INT32),
+        _const(p + "zero_i", np.array(0, np.int32)),
+        n("Where", [p + "valid", p + "top_labels_i", p + "zero_i"], ["labels"]),
+        n("Unsqueeze", [p + "top_idx", p + "ax_last"], [p + "idx3"]),
+        _const(p + "four", np.array([1, 1, 4], np.int64)),
+        n("Expand", [p + "idx3", p + "four"], [p + "idx4"]),
+        n("GatherElements", ["cand_boxes", p + "idx4"], [p + "top_boxes"], axis=1),
+        n("Unsqueeze", [p + "valid", p + "ax_last"], [p + "valid3"]),
+        _const(p + "zero_box", np.zeros((1, 1, 4), np.float32)),
+        n("Where", [p + "valid3", p + "top_boxes", p + "zero_box"], ["boxes"]),
+    ]
+
+
+def _efficient_nms_nodes(cfg: NMSConfig, max_coord: float, num_classes: int) -> list[onnx.NodeProto]:
+    p = "nms/"
+    n = helper.make_node
+    return [
+        # the plugin wants per-class scores [B, K, C]: one-hot of each candidate's class times its score
+        _const(p + "depth", np.array([num_classes], np.int64)),
+        _const(p + "onehot_values", np.array([0.0, 1.0], np.float32)),
+        n("OneHot", ["cand_labels", p + "depth", p + "onehot_values"], [p + "onehot"], axis=-1),
+        _const(p + "ax_last", np.array([-1], np.int64)),
+        n("Unsqueeze", ["cand_scores", p + "ax_last"], [p + "scores_k1"]),
+        n("Mul", [p + "onehot", p + "scores_k1"], [p + "class_scores"]),
+        n("EfficientNMS_TRT", ["cand_boxes", p + "class_scores"], list(OUTPUTS), domain="TRT",
+          plugin_version="1", background_class=-1, box_coding=0, score_activation=0, class_agnostic=0,
+          max_output_boxes=cfg.max_dets, score_threshold=max(cfg.score_thresh, MIN_SCORE_THRESH),
+          iou_threshold=cfg.iou_thresh),
+    ]
+
+
+def append_nms(model: onnx.ModelProto, cfg: NMSConfig, *, input_size: tuple[int, int], num_classes: int) -> onnx.ModelProto:
+    """Replace the candidate outputs of ``model`` with the NMS tail and the contract's four outputs."""
+    names = [o.name for o in model.graph.output]
+    if names != list(CANDIDATES):
+        raise ValueError(f"candidate graph must output {CANDIDATES}, not {names}")
+    batch = model.graph.output[0].type.tensor_type.shape.dim[0]
+    batch_dim = batch.dim_param or batch.dim_value
+    build = _onnx_nms_nodes if cfg.flavour == "onnx" else _efficient_nms_nodes
+    model.graph.node.extend(build(cfg, float(max(input_size)), num_classes))
+    del model.graph.output[:]
+    d = cfg.max_dets
+    model.graph.output.extend([
+        helper.make_tensor_value_info("num_dets", TensorProto.INT32, [batch_dim, 1]),
+        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch_dim, d, 4]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch_dim, d]),
+        helper.make_tensor_value_info("labels", TensorProto.INT32, [batch_dim, d]),
+    ])
+    if cfg.flavour == "efficient" and not any(o.domain == "TRT" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("TRT", 1))
+    return model

@@ -1,0 +1,259 @@
+"""torch → ONNX for every zoo model: deploy wrapper, candidate graph, NMS tail, FP16, metadata, parity.
+
+Steps: build the zoo model → wrap it (static shapes) → ``torch.onnx.export`` the candidate graph →
+append the NMS tail (FP32 always) → optionally an FP16 twin → metadata in ``metadata_props`` and a
+sidecar → ``onnx.checker`` (full check) → atomic write → optional parity check against eager PyTorch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgedet import __version__, log
+from edgedet.errors import EdgedetError
+from edgedet.export.nms import CANDIDATES, NMSConfig, append_nms
+from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_reference, pad_value
+from edgedet.fileio import atomic_path, atomic_write_json
+from edgedet.runtime.metadata import PROPS_KEY, SCHEMA_VERSION, sidecar_path
+
+MIN_OPSET = 17
+
+
+@dataclass
+class ExportOptions:
+    model: str | None
+    weights: str = "none"
+    imgsz: tuple[int, int] | None = None
+    batch: int = 1
+    dynamic_batch: int | None = None  # max batch of a dynamic-batch export (SSD family)
+    nms: NMSConfig = field(default_factory=NMSConfig)
+    fp16: bool = False
+    rpn_score_thresh: float | None = None
+    max_candidates: int = 1000
+    opset: int = MIN_OPSET
+    out_dir: str = "exports"
+    name: str | None = None
+    force: bool = False
+    verify: int = 0
+    verify_source: str | None = None
+
+
+@dataclass
+class ExportResult:
+    artifacts: dict[str, Path]  # precision → .onnx
+    metadata: dict[str, Any]
+    seconds: float
+    parity: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(r["passed"] for r in self.parity.values())
+
+
+def _versions() -> dict[str, str | None]:
+    import torch
+    import torchvision
+
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    try:
+        import tensorrt
+
+        trt_version = tensorrt.__version__
+    except ImportError:
+        trt_version = None
+    return {"edgedet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "onnx": onnx.__version__, "onnxruntime": ort_version, "tensorrt": trt_version}
+
+
+def _check_options(opts: ExportOptions) -> None:
+    if opts.opset < MIN_OPSET:
+        raise EdgedetError(f"--opset must be at least {MIN_OPSET}")
+    if opts.batch < 1:
+        raise EdgedetError("--batch must be at least 1")
+    if opts.dynamic_batch is not None and opts.dynamic_batch < 1:
+        raise EdgedetError("--dynamic-batch must be at least 1")
+    if opts.imgsz and (len(opts.imgsz) != 2 or min(opts.imgsz) < 32):
+        raise EdgedetError("--imgsz must be one size or H W, each at least 32")
+
+
+def _build(opts: ExportOptions):
+    from edgedet.checkpoint import file_sha256, load_checkpoint
+    from edgedet.models import create_model, get_model_entry
+    from edgedet.reference import model_name_from_checkpoint
+
+    name = opts.model or model_name_from_checkpoint(opts.weights)
+    entry = get_model_entry(name)
+    size = tuple(opts.imgsz) if opts.imgsz else tuple(entry.input_size)
+    kwargs: dict[str, Any] = {}
+    if entry.family == "fasterrcnn":
+        kwargs.update(min_size=min(size), max_size=max(size))
+    model = create_model(name, weights=opts.weights, rpn_score_thresh=opts.rpn_score_thresh, **kwargs).eval()
+    weights_file = Path(opts.weights)
+    category_ids = None
+    sha = None
+    if weights_file.is_file():
+        sha = file_sha256(weights_file)
+        category_ids = load_checkpoint(weights_file).get("category_ids")
+    classes = list(model.edgedet_classes)
+    if not category_ids or len(category_ids) != len(classes):
+        category_ids = list(range(1, len(classes) + 1))  # torchvision's COCO layout: label i is category id i
+    return entry, size, model, classes, list(category_ids), sha
+
+
+def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int) -> onnx.ModelProto:
+    import torch
+
+    h, w = size
+    example = torch.zeros(batch, h, w, 3, dtype=torch.uint8)
+    buf = io.BytesIO()
+    dynamic_axes = {n: {0: "batch"} for n in ("images", *CANDIDATES)} if dynamic else None
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python values are expected and harmless here
+        torch.onnx.export(wrapper, (example,), buf, dynamo=False, opset_version=opset, input_names=["images"],
+                          output_names=list(CANDIDATES), dynamic_axes=dynamic_axes, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """FP16 weights and compute, FP32 inputs/outputs: what TensorRT 11 builds FP16 engines from.
+
+    The input cast and normalisation stay FP32 (the converter would otherwise retype the uint8→float
+    Cast's output without changing its ``to`` attribute, an invalid graph), and tiny weights that
+    underflow FP16 are clamped by the converter, which is expected.
+    """
+    from onnxconverter_common import float16
+
+    keep_fp32 = [n.name for n in model.graph.node
+                 if n.name.startswith("/normalize/") or any(o.startswith("normalize.") for o in n.output)]
+    to_float = {n.name for n in model.graph.node if n.op_type == "Cast" and n.name not in keep_fp32
+                and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_fp32)
+    # The converter retypes every float tensor of the converted region as FP16 but leaves the ``to``
+    # attribute of the graph's own Cast-to-float nodes at FLOAT; fix those so the graph type-checks.
+    for node in half.graph.node:
+        if node.name in to_float:
+            next(a for a in node.attribute if a.name == "to").i = onnx.TensorProto.FLOAT16
+    # keep_io_types misses outputs produced by the converter's own casts around blocked ops (TopK):
+    # cast any output still typed FP16 back to FP32, as the NMS tail and the contract expect.
+    for out in half.graph.output:
+        if out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
+            producer = next(n for n in half.graph.node if out.name in n.output)
+            producer.output[list(producer.output).index(out.name)] = out.name + "_fp16"
+            half.graph.node.append(onnx.helper.make_node("Cast", [out.name + "_fp16"], [out.name], to=onnx.TensorProto.FLOAT))
+            out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    return half
+
+
+def _finish(model: onnx.ModelProto, meta: dict[str, Any]) -> onnx.ModelProto:
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {PROPS_KEY: json.dumps(meta)})
+    model.producer_name, model.producer_version = "edgedet", __version__
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise EdgedetError(f"exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+    return model
+
+
+def _save(model: onnx.ModelProto, path: Path, meta: dict[str, Any], force: bool) -> None:
+    with atomic_path(path, overwrite=force) as tmp:
+        onnx.save(model, str(tmp))
+    atomic_write_json(sidecar_path(path), meta, overwrite=True)
+
+
+def export_model(opts: ExportOptions) -> ExportResult:
+    """Write ``<out>/<name>.onnx`` (and ``.fp16.onnx``) with sidecars; see the module docstring."""
+    _check_options(opts)
+    t0 = time.perf_counter()
+    entry, size, model, classes, category_ids, sha = _build(opts)
+    if opts.dynamic_batch and entry.family != "ssd":
+        raise EdgedetError("--dynamic-batch is supported for the SSD family; export Faster R-CNN with --batch N")
+    stem = opts.name or entry.name
+    out = Path(opts.out_dir)
+    paths = {"fp32": out / f"{stem}.onnx"}
+    if opts.fp16:
+        paths["fp16"] = out / f"{stem}.fp16.onnx"
+    for p in paths.values():
+        if p.exists() and not opts.force:
+            raise EdgedetError(f"{p} exists; pass --force to overwrite it")
+
+    nms = opts.nms.validate(opts.max_candidates)
+    family_opts = {"rpn_score_thresh": opts.rpn_score_thresh} if entry.family == "fasterrcnn" else {}
+    wrapper = build_wrapper(model, entry.family, size, score_thresh=nms.score_thresh,
+                            max_candidates=opts.max_candidates, **family_opts).eval()
+    batch = opts.dynamic_batch or opts.batch
+    candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size, opts.opset)
+
+    meta: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "model": entry.name, "family": entry.family,
+        "classes": classes, "category_ids": category_ids,
+        "input": {"name": "images", "dtype": "uint8", "layout": "NHWC", "color": "RGB", "size": list(size),
+                  "resize": RESIZE_MODE[entry.family], "pad_value": pad_value(model)},
+        "batch": {"dynamic": True, "max": batch} if opts.dynamic_batch else {"dynamic": False, "size": batch},
+        "nms": nms.to_dict(), "max_candidates": opts.max_candidates,
+        "rpn_score_thresh": opts.rpn_score_thresh if entry.family == "fasterrcnn" else None,
+        "opset": opts.opset, "versions": _versions(), "weights": opts.weights if opts.weights == "none" else Path(opts.weights).name,
+        "weights_sha256": sha,
+    }
+    graphs = {"fp32": candidates}
+    if opts.fp16:
+        graphs["fp16"] = _to_fp16(_clone(candidates))
+    finished = {}
+    for precision, graph in graphs.items():
+        full = append_nms(graph, nms, input_size=size, num_classes=len(classes))
+        finished[precision] = (full, {**meta, "precision": precision})
+
+    parity: dict[str, dict] = {}
+    if opts.verify:
+        from edgedet.export.parity import parity_check, verify_images
+
+        tmp_paths = {}
+        for precision, (full, m) in finished.items():
+            tmp_paths[precision] = paths[precision].with_name(f".{paths[precision].name}.verify.onnx")
+            out.mkdir(parents=True, exist_ok=True)
+            onnx.save(full, str(tmp_paths[precision]))
+        try:
+            images = verify_images(opts.verify, opts.verify_source, size, RESIZE_MODE[entry.family], pad_value(model))
+            configure_reference(model, entry.family, size, nms)
+            parity = parity_check(model, tmp_paths, images, batch, nms.score_thresh)
+        finally:
+            for p in tmp_paths.values():
+                p.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    for precision, (full, m) in finished.items():
+        m.update({"exported_in_s": round(seconds, 2), "parity": parity.get(precision)})
+        _save(_finish(full, m), paths[precision], m, opts.force)
+    return ExportResult(paths, finished["fp32"][1], seconds, parity)
+
+
+def _clone(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def summarize(result: ExportResult) -> None:
+    for precision, path in result.artifacts.items():
+        size_mb = path.stat().st_size / 1e6
+        rep = result.parity.get(precision)
+        verdict = ""
+        if rep:
+            verdict = (f"; parity {'PASS' if rep['passed'] else 'FAIL'}: {rep['agreement'] * 100:.1f}% of "
+                       f"{rep['reference_boxes']} boxes agree (tolerance {rep['tolerance'] * 100:.0f}%, "
+                       f"{rep['borderline']} borderline), max score diff {rep['max_score_diff']:.4f}")
+        log.note(f"export: {path} ({size_mb:.1f} MB, {precision}){verdict}")

@@ -1,0 +1,143 @@
+"""``export --verify``: the same images through eager PyTorch and through each exported graph.
+
+Both see the identical host-resized uint8 image, so differences come from the graph alone. A box
+agrees when a detection of the other side has the same label and IoU ≥ 0.9 (greedy, by score).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgedet.runtime.detections import Detections
+
+MATCH_IOU = 0.9
+TOLERANCE = {"fp32": 0.99, "fp16": 0.97, "int8": 0.90}  # minimum box agreement per precision
+# An unmatched box scoring this close to the score threshold most likely has its twin just below the
+# threshold on the other side: it is reported as borderline and left out of the agreement ratio.
+BORDERLINE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}
+
+
+@dataclass
+class ParityReport:
+    images: int
+    reference_boxes: int
+    engine_boxes: int
+    matched: int
+    borderline: int  # unmatched boxes within BORDERLINE of the score threshold, on either side
+    agreement: float  # matched / (max(reference, engine) boxes - borderline), 1.0 when nothing is left
+    max_score_diff: float
+    max_box_diff: float  # pixels, over matched pairs
+    tolerance: float
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def match(ref: Detections, eng: Detections, *, score_thresh: float, margin: float) -> tuple[int, int, float, float]:
+    """Greedy matching by reference score; returns (matched, borderline, max score diff, max box diff)."""
+    iou = _iou_matrix(ref.boxes, eng.boxes)
+    used: set[int] = set()
+    matched, score_diff, box_diff = 0, 0.0, 0.0
+    ref_unmatched = []
+    for i in np.argsort(-ref.scores, kind="stable"):
+        cands = [j for j in np.argsort(-iou[i]) if j not in used and iou[i, j] >= MATCH_IOU and eng.labels[j] == ref.labels[i]]
+        if cands:
+            j = cands[0]
+            used.add(j)
+            matched += 1
+            score_diff = max(score_diff, abs(float(ref.scores[i]) - float(eng.scores[j])))
+            box_diff = max(box_diff, float(np.abs(ref.boxes[i] - eng.boxes[j]).max()))
+        else:
+            ref_unmatched.append(float(ref.scores[i]))
+    eng_unmatched = [float(eng.scores[j]) for j in range(len(eng)) if j not in used]
+    borderline = sum(abs(s - score_thresh) <= margin for s in ref_unmatched + eng_unmatched)
+    return matched, borderline, score_diff, box_diff
+
+
+def compare(reference: list[Detections], engine: list[Detections], precision: str, score_thresh: float) -> ParityReport:
+    n_ref = sum(len(d) for d in reference)
+    n_eng = sum(len(d) for d in engine)
+    matched, borderline, sdiff, bdiff = 0, 0, 0.0, 0.0
+    for r, e in zip(reference, engine):
+        m, bl, s, b = match(r, e, score_thresh=score_thresh, margin=BORDERLINE[precision])
+        matched, borderline = matched + m, borderline + bl
+        sdiff, bdiff = max(sdiff, s), max(bdiff, b)
+    denom = max(n_ref, n_eng) - borderline
+    agreement = min(1.0, matched / denom) if denom > 0 else 1.0
+    tol = TOLERANCE[precision]
+    return ParityReport(len(reference), n_ref, n_eng, matched, borderline, agreement, sdiff, bdiff, tol, agreement >= tol)
+
+
+def contract_to_detections(outputs: list[np.ndarray]) -> list[Detections]:
+    """The four contract tensors → one Detections per image (network-input pixels)."""
+    num, boxes, scores, labels = outputs
+    return [Detections(boxes[b, : num[b, 0]].astype(np.float32), scores[b, : num[b, 0]].astype(np.float32),
+                       labels[b, : num[b, 0]].astype(np.int64)) for b in range(len(num))]
+
+
+def verify_images(count: int, source: str | None, size: tuple[int, int], resize: str, pad: list[int],
+                  seed: int = 0) -> np.ndarray:
+    """``count`` host-resized uint8 images: from a folder the user gives, else synthetic shapes."""
+    from edgedet.runtime.preprocess import preprocess_batch
+
+    if source:
+        from edgedet.data.imageio import read_image
+        from edgedet.predict import resolve_source
+
+        images = [read_image(p) for p in resolve_source(source)[:count]]
+    else:
+        from edgedet.data.synth import IMAGE_SIZES, render_image
+
+        rng = np.random.default_rng(seed)
+        images = []
+        for i in range(count):
+            w, h = IMAGE_SIZES[i % len(IMAGE_SIZES)]
+            kind = "black" if i == count - 1 and count > 2 else "objects"  # always include the all-black case
+            images.append(render_image(rng, w, h, kind)[0])
+    batch, _ = preprocess_batch(images, size, resize, tuple(pad))
+    return batch
+
+
+def run_in_batches(fn: Callable[[np.ndarray], list[Detections]], images: np.ndarray, batch: int) -> list[Detections]:
+    """Feed a fixed-batch engine, padding the last batch by repeating its first image."""
+    out: list[Detections] = []
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
+        out.extend(fn(np.ascontiguousarray(chunk))[:n])
+    return out
+
+
+def parity_check(model, artifacts: dict[str, Path], images: np.ndarray, batch: int, score_thresh: float) -> dict[str, dict]:
+    """Eager ``model`` (already configured like the engine) vs every artifact; a report per precision."""
+    import torch
+
+    from edgedet.reference import TorchPredictor
+    from edgedet.runtime.onnx_engine import OnnxEngine
+
+    predictor = TorchPredictor(model, device="cpu")
+    with torch.inference_mode():
+        reference = predictor(list(images))
+    reports = {}
+    for precision, path in artifacts.items():
+        engine = OnnxEngine(path)
+        got = run_in_batches(lambda x: contract_to_detections(engine(x)), images, batch)
+        reports[precision] = compare(reference, got, precision, score_thresh).to_dict()
+    return reports

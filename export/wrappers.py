@@ -1,0 +1,48 @@
+"""Which deploy wrapper serves which zoo family, and the eager-model settings that make the PyTorch
+reference comparable with it (same thresholds, no resizing of an already-resized input)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from edgedet.errors import EdgedetError
+from edgedet.export.nms import NMSConfig
+
+RESIZE_MODE = {"ssd": "stretch", "fasterrcnn": "letterbox"}
+
+
+def configure_reference(model: nn.Module, family: str, input_size: tuple[int, int], nms: NMSConfig) -> nn.Module:
+    """Make eager ``model`` see exactly what the engine sees, with the engine's thresholds."""
+    h, w = input_size
+    if family == "ssd":
+        model.transform.fixed_size = (w, h)  # torchvision stores (W, H) here
+        model.score_thresh, model.nms_thresh, model.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
+    else:
+        model.transform.min_size, model.transform.max_size = (min(h, w),), max(h, w)
+        rh = model.roi_heads
+        rh.score_thresh, rh.nms_thresh, rh.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
+    return model
+
+
+def pad_value(model: nn.Module) -> list[int]:
+    """Letterbox padding in uint8 that normalises to 0, as torchvision's batching pads after normalising."""
+    return [int(round(m * 255)) for m in model.transform.image_mean]
+
+
+def build_wrapper(model: nn.Module, family: str, input_size: tuple[int, int], *, score_thresh: float,
+                  max_candidates: int, **family_options: Any) -> nn.Module:
+    if family == "ssd":
+        from edgedet.export.ssd import SSDDeploy
+
+        return SSDDeploy(model, input_size=input_size, score_thresh=score_thresh, max_candidates=max_candidates)
+    if family == "fasterrcnn":
+        h, w = input_size
+        if h % 32 or w % 32:
+            raise EdgedetError(f"Faster R-CNN input size must be a multiple of 32 (the FPN stride), not {h}x{w}")
+        from edgedet.export.fasterrcnn import FasterRCNNDeploy
+
+        return FasterRCNNDeploy(model, input_size=input_size, score_thresh=score_thresh,
+                                max_candidates=max_candidates, **family_options)
+    raise EdgedetError(f"no deploy wrapper for family {family!r}")

@@ -1,0 +1,57 @@
+"""An exported ONNX graph run by ONNX Runtime, returning the contract's four outputs.
+
+Graphs with the ``EfficientNMS_TRT`` plugin run through :class:`PluginGraphRunner` (ONNX Runtime up to
+the plugin, numpy for the plugin), so the TensorRT flavour is checkable on any CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgedet.errors import BackendError
+from edgedet.runtime.plugins import EFFICIENT_NMS, PluginGraphRunner
+
+OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
+
+
+class OnnxEngine:
+    def __init__(self, path: str | Path, *, providers: list[str] | None = None, threads: int | None = None) -> None:
+        try:
+            import onnx
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendError(f"ONNX Runtime is not installed ({e.name}); pip install onnxruntime") from None
+        path = Path(path)
+        if not path.is_file():
+            raise BackendError(f"engine not found: {path}")
+        try:
+            model = onnx.load(str(path))
+        except Exception as e:  # noqa: BLE001 - protobuf raises several types for corrupt files
+            raise BackendError(f"cannot read ONNX model {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        self.input_name = model.graph.input[0].name
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        providers = providers or ["CPUExecutionProvider"]
+        try:
+            if any(n.op_type == EFFICIENT_NMS for n in model.graph.node):
+                self._plugin = PluginGraphRunner(model, providers=providers)
+                self._session = None
+            else:
+                self._plugin = None
+                self._session = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
+        except Exception as e:  # noqa: BLE001
+            raise BackendError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from None
+        names = [o.name for o in model.graph.output]
+        if names != list(OUTPUT_NAMES):
+            raise BackendError(f"{path} outputs {names}, not the engine contract's {list(OUTPUT_NAMES)}")
+
+    def __call__(self, images: np.ndarray) -> list[np.ndarray]:
+        """``images uint8 [B, H, W, 3]`` → num_dets, boxes, scores, labels."""
+        feeds = {self.input_name: images}
+        if self._plugin is not None:
+            return self._plugin.run(feeds)
+        return self._session.run(list(OUTPUT_NAMES), feeds)
