@@ -6,9 +6,10 @@ Both flavours take the wrapper's ``cand_boxes [B, K, 4]``, ``cand_scores [B, K]`
 export, so the NMS stays in FP32 when the rest of the graph becomes FP16 or INT8.
 
 - ``onnx``: the standard NonMaxSuppression op (ONNX Runtime; TensorRT ≥ 8.5 maps it to its native NMS
-  layer). Classes are kept apart by offsetting each class's boxes by ``label * (max(H, W) + 1)``,
-  so one single-class NMS call does class-aware NMS. Its variable-length selection is scattered back
-  into a dense ``[B, K]`` score map and TopK'd to ``D``, so only static shapes leave the graph.
+  layer), multi-class: each candidate scores only in its own class, so NMS is per class and exact
+  (the coordinate-offset trick loses float32 precision at large offsets and flipped borderline
+  suppressions in tests). Its variable-length selection is scattered back into a dense ``[B, K]``
+  score map and TopK'd to ``D``, so only static shapes leave the graph.
 - ``efficient``: the ``EfficientNMS_TRT`` plugin node (TensorRT only; ``runtime.plugins`` holds a
   numpy reference so the graph is still checked on a CPU).
 """
@@ -56,24 +57,31 @@ def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
 
 
-def _onnx_nms_nodes(cfg: NMSConfig, max_coord: float, num_classes: int) -> list[onnx.NodeProto]:
+def _class_scores_nodes(p: str, num_classes: int) -> list[onnx.NodeProto]:
+    """``cand_scores [B, K]`` spread to ``[B, K, C]``: each candidate scores only in its own class."""
+    n = helper.make_node
+    return [
+        _const(p + "depth", np.array([num_classes], np.int64)),
+        _const(p + "onehot_values", np.array([0.0, 1.0], np.float32)),
+        n("OneHot", ["cand_labels", p + "depth", p + "onehot_values"], [p + "onehot"], axis=-1),
+        _const(p + "ax_last", np.array([-1], np.int64)),
+        n("Unsqueeze", ["cand_scores", p + "ax_last"], [p + "scores_k1"]),
+        n("Mul", [p + "onehot", p + "scores_k1"], [p + "class_scores"]),
+    ]
+
+
+def _onnx_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
     p = "nms/"
     n = helper.make_node
     return [
-        _const(p + "offset", np.array(max_coord + 1.0, np.float32)),
-        n("Cast", ["cand_labels"], [p + "labels_f"], to=TensorProto.FLOAT),
-        n("Mul", [p + "labels_f", p + "offset"], [p + "shift"]),
-        _const(p + "ax_last", np.array([-1], np.int64)),
-        n("Unsqueeze", [p + "shift", p + "ax_last"], [p + "shift4"]),
-        n("Add", ["cand_boxes", p + "shift4"], [p + "off_boxes"]),
-        _const(p + "ax1", np.array([1], np.int64)),
-        n("Unsqueeze", ["cand_scores", p + "ax1"], [p + "scores_b1k"]),
+        *_class_scores_nodes(p, num_classes),
+        n("Transpose", [p + "class_scores"], [p + "scores_bck"], perm=[0, 2, 1]),
         _const(p + "max_out", np.array([cfg.max_dets], np.int64)),
         _const(p + "iou", np.array([cfg.iou_thresh], np.float32)),
         _const(p + "thr", np.array([max(cfg.score_thresh, MIN_SCORE_THRESH)], np.float32)),
-        n("NonMaxSuppression", [p + "off_boxes", p + "scores_b1k", p + "max_out", p + "iou", p + "thr"],
+        n("NonMaxSuppression", ["cand_boxes", p + "scores_bck", p + "max_out", p + "iou", p + "thr"],
           [p + "selected"], center_point_box=0),
-        # selected [M, 3] = (batch, class 0, candidate) → (batch, candidate) pairs
+        # selected [M, 3] = (batch, class, candidate); each candidate has one class → (batch, candidate)
         _const(p + "cols", np.array([0, 2], np.int64)),
         n("Gather", [p + "selected", p + "cols"], [p + "bk"], axis=1),
         n("GatherND", ["cand_scores", p + "bk"], [p + "sel_scores"]),
@@ -85,6 +93,7 @@ def _onnx_nms_nodes(cfg: NMSConfig, max_coord: float, num_classes: int) -> list[
         _const(p + "zero", np.array(0.0, np.float32)),
         n("Greater", ["scores", p + "zero"], [p + "valid"]),
         n("Cast", [p + "valid"], [p + "valid_i"], to=TensorProto.INT32),
+        _const(p + "ax1", np.array([1], np.int64)),
         n("ReduceSum", [p + "valid_i", p + "ax1"], ["num_dets"], keepdims=1),
         n("GatherElements", ["cand_labels", p + "top_idx"], [p + "top_labels"], axis=1),
         n("Cast", [p + "top_labels"], [p + "top_labels_i"], to=TensorProto.INT32),
@@ -100,21 +109,15 @@ def _onnx_nms_nodes(cfg: NMSConfig, max_coord: float, num_classes: int) -> list[
     ]
 
 
-def _efficient_nms_nodes(cfg: NMSConfig, max_coord: float, num_classes: int) -> list[onnx.NodeProto]:
+def _efficient_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
     p = "nms/"
-    n = helper.make_node
     return [
-        # the plugin wants per-class scores [B, K, C]: one-hot of each candidate's class times its score
-        _const(p + "depth", np.array([num_classes], np.int64)),
-        _const(p + "onehot_values", np.array([0.0, 1.0], np.float32)),
-        n("OneHot", ["cand_labels", p + "depth", p + "onehot_values"], [p + "onehot"], axis=-1),
-        _const(p + "ax_last", np.array([-1], np.int64)),
-        n("Unsqueeze", ["cand_scores", p + "ax_last"], [p + "scores_k1"]),
-        n("Mul", [p + "onehot", p + "scores_k1"], [p + "class_scores"]),
-        n("EfficientNMS_TRT", ["cand_boxes", p + "class_scores"], list(OUTPUTS), domain="TRT",
-          plugin_version="1", background_class=-1, box_coding=0, score_activation=0, class_agnostic=0,
-          max_output_boxes=cfg.max_dets, score_threshold=max(cfg.score_thresh, MIN_SCORE_THRESH),
-          iou_threshold=cfg.iou_thresh),
+        *_class_scores_nodes(p, num_classes),
+        helper.make_node(
+            "EfficientNMS_TRT", ["cand_boxes", p + "class_scores"], list(OUTPUTS), domain="TRT",
+            plugin_version="1", background_class=-1, box_coding=0, score_activation=0, class_agnostic=0,
+            max_output_boxes=cfg.max_dets, score_threshold=max(cfg.score_thresh, MIN_SCORE_THRESH),
+            iou_threshold=cfg.iou_thresh),
     ]
 
 
@@ -126,7 +129,7 @@ def append_nms(model: onnx.ModelProto, cfg: NMSConfig, *, input_size: tuple[int,
     batch = model.graph.output[0].type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_param or batch.dim_value
     build = _onnx_nms_nodes if cfg.flavour == "onnx" else _efficient_nms_nodes
-    model.graph.node.extend(build(cfg, float(max(input_size)), num_classes))
+    model.graph.node.extend(build(cfg, num_classes))
     del model.graph.output[:]
     d = cfg.max_dets
     model.graph.output.extend([
