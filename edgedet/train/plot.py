@@ -24,7 +24,7 @@ def plot_history(history: list[dict], path: str | Path) -> Path:
         ax_map.plot([e for e, _ in evals], [v["AP"] for _, v in evals], marker="o", label="mAP@[.5:.95]")
         ax_map.plot([e for e, _ in evals], [v["AP50"] for _, v in evals], marker="o", label="mAP@0.5")
         ax_map.legend()
-    ax_map.set(title="validation", xlabel="epoch", ylim=(0, 1))
+    ax_map.set(title="validation", xlabel="epoch", ylim=(0, 1), xlim=ax_loss.get_xlim())
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
