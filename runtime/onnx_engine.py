@@ -30,7 +30,12 @@ class OnnxEngine:
             model = onnx.load(str(path))
         except Exception as e:  # noqa: BLE001 - protobuf raises several types for corrupt files
             raise BackendError(f"cannot read ONNX model {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        self.input_name = model.graph.input[0].name
+        inp = model.graph.input[0]
+        self.input_name = inp.name
+        dims = [d.dim_value or None for d in inp.type.tensor_type.shape.dim]
+        if len(dims) != 4 or inp.type.tensor_type.elem_type != onnx.TensorProto.UINT8 or dims[3] != 3:
+            raise BackendError(f"{path} input {inp.name!r} is not uint8 [B, H, W, 3] (the engine contract)")
+        self.input_batch, self.input_hw = dims[0], (dims[1], dims[2])
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

@@ -1,4 +1,4 @@
-"""``edgedet predict``: the PyTorch reference on images; COCO results JSON and annotated images."""
+"""``edgedet predict``: the PyTorch reference (``--weights``) or an engine (``--engine``) on images; COCO results JSON and annotated images."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import argparse
 
 from edgedet.cli._common import add_model_args
 
-HELP = "run the PyTorch reference on images: COCO results JSON and/or annotated images"
+HELP = "run the PyTorch reference or an exported engine on images: COCO results JSON and/or annotated images"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    add_model_args(p)
+    add_model_args(p, required=False)
+    p.add_argument("--engine", help="an exported .onnx or TensorRT .plan instead of --model/--weights")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"], help="with --engine")
     p.add_argument("--source", required=True, help="image file, folder or glob")
     p.add_argument("--conf", type=float, default=0.25, help="minimum score to keep (default 0.25)")
     p.add_argument("--save-json", help="write COCO results JSON here")
@@ -19,7 +21,22 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgedet.errors import EdgedetError
     from edgedet.predict import predict_images
+
+    if args.engine:
+        if args.weights or args.model:
+            raise EdgedetError("give either --engine or --model/--weights, not both")
+        from edgedet.runtime import Detector
+
+        detector = Detector(args.engine, backend=args.backend)
+        classes = detector.class_names or [str(i) for i in range(1000)]
+        category_ids = detector.metadata.get("category_ids") or list(range(1, len(classes) + 1))
+        predictor = lambda images: [d.filter(args.conf) for d in detector(images)]  # noqa: E731
+        return predict_images(predictor, classes, category_ids, args.source, save_json=args.save_json,
+                              save_dir=args.save_dir, overwrite=args.force)
+    if not args.weights:
+        raise EdgedetError("give --engine PATH, or --weights (and --model) for the PyTorch reference")
     from edgedet.reference import load_reference
 
     predictor = load_reference(args.model, args.weights, device=args.device, score_thresh=args.conf)

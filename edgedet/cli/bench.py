@@ -1,0 +1,47 @@
+"""``edgedet bench``: engine latency percentiles and throughput, host pre/post timed separately."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "benchmark an engine: latency mean/p50/p90/p99, throughput, host pre/post-processing time"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    p.add_argument("--batch", type=int, help="images per call (default: the engine's batch)")
+    p.add_argument("--iters", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from edgedet.errors import EdgedetError
+    from edgedet.runtime.bench import benchmark
+    from edgedet.runtime.detector import Detector
+
+    if args.iters < 1 or args.warmup < 0:
+        raise EdgedetError("--iters must be at least 1 and --warmup at least 0")
+    det = Detector(args.engine, backend=args.backend, threads=args.threads)
+    if args.batch and not det.dynamic_batch and args.batch != det.batch_size:
+        raise EdgedetError(f"{args.engine} has a fixed batch of {det.batch_size}; export with --dynamic-batch for others")
+    if args.batch and det.dynamic_batch and args.batch > det.batch_size:
+        raise EdgedetError(f"--batch {args.batch} exceeds the engine's maximum batch {det.batch_size}")
+    r = benchmark(det, batch=args.batch, iters=args.iters, warmup=args.warmup)
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{r.engine} ({r.backend}, batch {r.batch}, {r.iters} iterations)")
+    for col in ("mean ms", "p50 ms", "p90 ms", "p99 ms", "images/s", "host pre ms", "host post ms"):
+        t.add_column(col, justify="right")
+    t.add_row(*(f"{v:.2f}" for v in (r.mean_ms, r.p50_ms, r.p90_ms, r.p99_ms)), f"{r.throughput_ips:.1f}",
+              f"{r.preprocess_ms:.2f}", f"{r.postprocess_ms:.3f}")
+    Console().print(t)
+    return 0

@@ -1,0 +1,140 @@
+"""``Detector``: the object an application embeds on the device. Torch-free.
+
+    from edgedet.runtime import Detector
+    det = Detector("model.onnx")            # or model.plan / model.engine (TensorRT)
+    result = det(rgb_image)                 # Detections in original-image pixels
+    det.class_names[result.labels[0]]
+
+Host work is resize only (stretch or letterbox, as the metadata says) into a preallocated buffer; the
+graph casts and normalises. Boxes map back to the original image exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from edgedet import log
+from edgedet.errors import BackendError, DataError
+from edgedet.runtime.detections import Detections
+from edgedet.runtime.metadata import read_metadata
+from edgedet.runtime.preprocess import RESIZE_MODES, preprocess_batch
+
+ONNX_SUFFIXES = {".onnx"}
+TRT_SUFFIXES = {".plan", ".engine", ".trt"}
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+
+ImageOrBatch = Union[np.ndarray, Sequence[np.ndarray]]
+
+
+def default_providers() -> list[str]:
+    """TensorRT EP → CUDA EP → CPU EP, by what this ONNX Runtime build offers."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in order if p in available] or ["CPUExecutionProvider"]
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Grayscale ``[H, W]``/``[H, W, 1]`` and RGBA ``[H, W, 4]`` to RGB ``[H, W, 3]`` uint8."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        raise DataError(f"expected an image array [H, W] or [H, W, C], got {getattr(image, 'shape', type(image))}")
+    if image.dtype != np.uint8:
+        if image.dtype == np.uint16:
+            image = (image.astype(np.uint32) * 255 + 32767) // 65535
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    channels = image.shape[2]
+    if channels == 1:
+        return np.repeat(image, 3, axis=2)
+    if channels == 4:
+        return image[:, :, :3]
+    if channels != 3:
+        raise DataError(f"expected 1, 3 or 4 channels, got {channels}")
+    return image
+
+
+class Detector:
+    """Loads an engine with its metadata and turns RGB images into :class:`Detections`."""
+
+    def __init__(self, path: str | Path, backend: str = "auto", device: int = 0,
+                 providers: list[str] | None = None, threads: int | None = None) -> None:
+        path = Path(path)
+        if backend not in BACKENDS:
+            raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        suffix = path.suffix.lower()
+        if suffix not in ONNX_SUFFIXES | TRT_SUFFIXES:
+            raise BackendError(f"unknown engine type {path.name!r}: expected .onnx (ONNX Runtime) or .plan/.engine (TensorRT)")
+        if not path.is_file():
+            raise BackendError(f"engine not found: {path}")
+        use_trt = backend == "tensorrt" or (backend == "auto" and suffix in TRT_SUFFIXES)
+        if use_trt and suffix in ONNX_SUFFIXES:
+            raise BackendError(f"{path.name} is an ONNX file; build a TensorRT plan first with `edgedet build {path}`")
+        if backend == "onnxruntime" and suffix in TRT_SUFFIXES:
+            raise BackendError(f"{path.name} is a TensorRT plan; ONNX Runtime runs .onnx files")
+        if use_trt:
+            from edgedet.runtime.trt_engine import TrtEngine
+
+            self.engine = TrtEngine(path, device=device)
+        else:
+            from edgedet.runtime.onnx_engine import OnnxEngine
+
+            self.engine = OnnxEngine(path, providers=providers or default_providers(), threads=threads)
+        self.path = path
+        self.backend = "tensorrt" if use_trt else "onnxruntime"
+        self.metadata = self._metadata()
+        inp = self.metadata["input"]
+        self.input_size: tuple[int, int] = (int(inp["size"][0]), int(inp["size"][1]))
+        self.resize: str = inp.get("resize", "stretch")
+        if self.resize not in RESIZE_MODES:
+            raise BackendError(f"{path.name}: unknown resize mode {self.resize!r} in its metadata")
+        self.pad_value = tuple(int(v) for v in inp.get("pad_value", (0, 0, 0)))
+        self.class_names: list[str] = list(self.metadata["classes"])
+        batch = self.metadata.get("batch", {})
+        self.dynamic_batch = bool(batch.get("dynamic"))
+        self.batch_size = int(batch.get("max") if self.dynamic_batch else batch.get("size", 1))
+        self._buffer = np.zeros((self.batch_size, *self.input_size, 3), np.uint8)
+
+    def _metadata(self) -> dict:
+        meta = read_metadata(self.path)
+        if meta is not None:
+            return meta
+        b, h, w = self.engine.input_batch, *self.engine.input_hw
+        log.warn(f"no metadata for {self.path.name} (no sidecar JSON, no ONNX metadata_props): "
+                 f"using the engine's own input size {h}x{w}, stretch resize and numeric class names")
+        return {"input": {"size": [h, w], "resize": "stretch"}, "classes": [],
+                "batch": {"dynamic": b is None, "size": b or 1, "max": b or 1}}
+
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
+
+    def raw(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The contract tensors for an already-resized ``uint8 [B, H, W, 3]`` batch."""
+        num, boxes, scores, labels = self.engine(np.ascontiguousarray(batch))
+        return {"num_dets": num, "boxes": boxes, "scores": scores, "labels": labels}
+
+    def __call__(self, images: ImageOrBatch) -> Detections | list[Detections]:
+        single = isinstance(images, np.ndarray) and images.ndim in (2, 3)
+        batch = [images] if single else list(images)
+        out: list[Detections] = []
+        for start in range(0, len(batch), self.batch_size):
+            out.extend(self._run_chunk([as_rgb(im) for im in batch[start : start + self.batch_size]]))
+        return out[0] if single else out
+
+    def _run_chunk(self, images: list[np.ndarray]) -> list[Detections]:
+        n = len(images)
+        resized, fits = preprocess_batch(images, self.input_size, self.resize, self.pad_value, out=self._buffer)
+        feed = resized if self.dynamic_batch else self._buffer  # fixed-batch engines get a full buffer
+        if not self.dynamic_batch and n < self.batch_size:
+            self._buffer[n:] = 0
+        r = self.raw(feed)
+        dets = []
+        for b in range(n):
+            k = int(r["num_dets"][b, 0])
+            dets.append(Detections(fits[b].to_original(r["boxes"][b, :k]), r["scores"][b, :k].astype(np.float32),
+                                   r["labels"][b, :k].astype(np.int64)))
+        return dets
