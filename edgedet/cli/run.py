@@ -1,0 +1,57 @@
+"""``edgedet run``: live detections from a camera, a video file, a URL or a GStreamer pipeline."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run an engine on a camera (cam0, csi0), video file, RTSP/HTTP URL or GStreamer pipeline"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
+    p.add_argument("--video", required=True, metavar="SRC", help="camN, csiN, a video file, rtsp://… or a GStreamer pipeline")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    p.add_argument("--save", help="write the annotated video here (.mp4)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --save file")
+    p.add_argument("--headless", action="store_true", help="never open a window")
+    p.add_argument("--conf", type=float, default=0.4, help="minimum score to show (default 0.4)")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--classes", nargs="+", help="only these class names (or indices)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+
+
+def _class_filter(names: list[str] | None, known: list[str]) -> set[int] | None:
+    from edgedet.errors import EdgedetError
+
+    if not names:
+        return None
+    out = set()
+    for n in names:
+        if n in known:
+            out.add(known.index(n))
+        elif n.isdigit():
+            out.add(int(n))
+        else:
+            raise EdgedetError(f"--classes: unknown class {n!r}; the engine knows {', '.join(known[:20])}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgedet import log
+    from edgedet.errors import EdgedetError
+    from edgedet.runtime.detector import Detector
+    from edgedet.runtime.pipeline import run_video
+
+    if args.save and Path(args.save).exists() and not args.force:
+        raise EdgedetError(f"{args.save} exists; pass --force to overwrite it")
+    det = Detector(args.engine, backend=args.backend, threads=args.threads)
+    stats = run_video(det, args.video, save=args.save, headless=args.headless, conf=args.conf,
+                      max_frames=args.max_frames, classes=_class_filter(args.classes, det.class_names),
+                      overwrite=args.force)
+    if stats.frames == 0:
+        raise EdgedetError(f"no frames from {args.video}" + (f": {stats.stopped_by}" if stats.stopped_by != "end" else ""))
+    log.note(f"run: {stats.frames} frames in {stats.seconds:.1f}s ({stats.fps:.1f} FPS, model {stats.model_ms:.1f} ms/frame), "
+             f"{stats.detections} detections; stopped: {stats.stopped_by}" + (f"; saved {args.save}" if args.save else ""))
+    return 0 if stats.stopped_by in ("end", "max-frames", "user") else 1

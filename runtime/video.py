@@ -1,0 +1,151 @@
+"""Video sources (USB/CSI cameras, files, URLs, GStreamer pipelines) read on their own thread, and sinks.
+
+Capture overlaps inference: a reader thread decodes into a small queue. Files deliver every frame in
+order; live sources keep only the newest frames so latency does not build up when inference is slower.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+
+from edgedet.errors import DataError
+from edgedet.fileio import atomic_path
+
+CSI_PIPELINE = (
+    "nvarguscamerasrc sensor-id={id} ! video/x-raw(memory:NVMM),width={w},height={h},framerate={fps}/1 ! "
+    "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1 max-buffers=2"
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    target: Any  # what cv2.VideoCapture opens
+    api: int
+    live: bool
+    label: str
+
+
+def parse_source(src: str, *, csi_size: tuple[int, int] = (1280, 720), csi_fps: int = 30) -> Source:
+    """``camN`` (USB camera N), ``csiN`` (Jetson CSI camera), a GStreamer pipeline (contains ``!``),
+    an RTSP/HTTP URL, or a video file."""
+    m = re.fullmatch(r"cam(\d+)", src)
+    if m:
+        return Source(int(m.group(1)), cv2.CAP_ANY, True, src)
+    m = re.fullmatch(r"csi(\d+)", src)
+    if m:
+        pipe = CSI_PIPELINE.format(id=m.group(1), w=csi_size[0], h=csi_size[1], fps=csi_fps)
+        return Source(pipe, cv2.CAP_GSTREAMER, True, src)
+    if "!" in src:
+        return Source(src, cv2.CAP_GSTREAMER, True, "gstreamer pipeline")
+    if re.match(r"^(rtsp|rtmp|http|https)://", src):
+        return Source(src, cv2.CAP_FFMPEG, True, src)
+    if not Path(src).is_file():
+        raise DataError(f"video source not found: {src} (use camN, csiN, a file, an rtsp:// URL or a GStreamer pipeline)")
+    return Source(src, cv2.CAP_ANY, False, src)
+
+
+def open_capture(source: Source) -> cv2.VideoCapture:
+    quiet = getattr(getattr(cv2, "utils", None), "logging", None)
+    if quiet is not None:  # OpenCV's own multi-line warnings would bury our one-line error
+        quiet.setLogLevel(quiet.LOG_LEVEL_ERROR)
+    cap = cv2.VideoCapture(source.target, source.api)
+    if not cap.isOpened():
+        hint = ""
+        if source.api == cv2.CAP_GSTREAMER and "GStreamer:                   NO" in cv2.getBuildInformation():
+            hint = " (this OpenCV has no GStreamer support; `edgedet doctor` shows it)"
+        raise DataError(f"cannot open video source {source.label}{hint}")
+    return cap
+
+
+class FrameReader:
+    """Iterate RGB frames decoded on a background thread; ``stop()`` ends it early."""
+
+    def __init__(self, source: Source, *, queue_size: int = 4) -> None:
+        self.source = source
+        self.cap = open_capture(source)
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self.frames: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="edgedet-capture", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self.frames.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self.source.live:  # live: drop the oldest frame rather than fall behind
+                    try:
+                        self.frames.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, frame = self.cap.read()
+                if not ok or frame is None:
+                    if self.source.live:
+                        self.error = f"{self.source.label} stopped delivering frames"
+                    break
+                self._put(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        except cv2.error as e:
+            self.error = f"{self.source.label} broke mid-stream: {str(e).strip().splitlines()[-1]}"
+        finally:
+            self._put(None)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            frame = self.frames.get()
+            if frame is None:
+                return
+            yield frame
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.cap.release()
+
+
+class VideoSink:
+    """An MP4 written under a temporary name and renamed into place when closed, so an interrupted
+    run never leaves a truncated file under the final name."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], *, overwrite: bool = False) -> None:
+        self._ctx = atomic_path(path, overwrite=overwrite)
+        self._atomic_tmp = self._ctx.__enter__()
+        self._tmp = self._atomic_tmp.with_suffix(".mp4")  # OpenCV picks the container by suffix
+        self.path = Path(path)
+        self.writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            self._ctx.__exit__(None, None, None)
+            raise DataError(f"cannot write video {path} (no mp4v encoder in this OpenCV)")
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        self.writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self.writer.release()
+        self._tmp.replace(self._atomic_tmp)
+        self._ctx.__exit__(None, None, None)
+
+
+def gui_available() -> bool:
+    """OpenCV built with a GUI backend and a display to show it on."""
+    import os
+
+    info = cv2.getBuildInformation()
+    m = re.search(r"^\s*GUI:\s*(\S+)", info, re.MULTILINE)
+    if not m or m.group(1).upper() == "NONE":
+        return False
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
