@@ -23,11 +23,27 @@ re-padded straight away):
    gives exactly ``input_size``.
 2. ``model.backbone``; anchors are precomputed in ``__init__`` (they depend only on sizes).
 3. RPN: per level constant TopK → decode → clip → sigmoid → score *masks* for ``rpn_score_thresh`` and
-   the 1e-3 minimum box size → NMS by level (coordinate offsets + one ``nms``) → scatter + TopK re-pad to
-   ``P = rpn_post_nms_top_n`` proposals with a validity mask.
+   the 1e-3 minimum box size → one ``nms`` per level → scatter + TopK re-pad to ``P = rpn_post_nms_top_n``
+   proposals with a validity mask.
 4. ``RoiAlign`` of all proposals on every FPN level the level mapper can select, one-hot selection per box.
 5. ``model.roi_heads.box_head`` / ``box_predictor``, per-class decode, clip, softmax, background dropped,
    masks for ``score_thresh``, the 1e-2 minimum box size and proposal validity, TopK over ``P × (C-1)``.
+
+What is not reused from torchvision's own ``FasterRCNN.forward``, and why (each rewrite below names the
+quirk in its docstring):
+
+* ``GeneralizedRCNNTransform``: under tracing the resize computes its scale factor from the image
+  (``_fake_cast_onnx``) and ``_onnx_batch_images`` pads to a size computed in the graph; here neither is
+  needed (fixed input size), the padding is a constant ``Pad`` and normalisation happens on the uint8 input.
+* ``RegionProposalNetwork.filter_proposals`` and ``RoIHeads.postprocess_detections`` filter with boolean
+  indexing (``NonZero`` in ONNX, data-dependent shapes); here thresholds are masks (``_proposals``, ``forward``).
+* ``batched_nms`` (see ``_proposals``), ``MultiScaleRoIAlign`` (see ``_roi_pool``), ``torch.topk`` ties
+  (see ``_topk``).
+* ``torchvision.ops.roi_align`` exports as ONNX ``RoiAlign`` through torchvision's symbolic; at opset ≥ 16
+  ``aligned=False`` becomes ``coordinate_transformation_mode="output_half_pixel"`` (checked bit-exact
+  against torchvision in ONNX Runtime). Below opset 16 ONNX has no such attribute, so export at 16+.
+
+``wrapper.double()`` gives a float64 reference of the same graph (useful to measure float32 noise).
 """
 
 from __future__ import annotations
@@ -72,6 +88,20 @@ def _big_enough(boxes: Tensor, min_size: float) -> Tensor:
     ws = boxes[..., 2] - boxes[..., 0]
     hs = boxes[..., 3] - boxes[..., 1]
     return (ws >= min_size) & (hs >= min_size)
+
+
+def _topk(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``x.topk(k, dim=-1)`` with ONNX's tie rule: equal values come out lowest index first.
+
+    ONNX ``TopK`` specifies that tie-break; ``torch.topk`` on CPU leaves it open, so on a flat image
+    (all-black, letterbox bars) PyTorch and ONNX Runtime kept different, equally scored anchors (boxes
+    off by up to 220 px in the all-black test). Exported it is a plain ``TopK`` with a constant K (a
+    sort would be a TopK over all N, beyond TensorRT's K ≤ 3840); eagerly a stable sort gives ONNX's order.
+    """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return x.topk(k, dim=-1)
+    values, indices = x.sort(dim=-1, descending=True, stable=True)
+    return values[..., :k], indices[..., :k]
 
 
 class FasterRCNNDeploy(nn.Module):
@@ -149,7 +179,10 @@ class FasterRCNNDeploy(nn.Module):
         post_nms_top_n = int(rpn._post_nms_top_n["testing"] if rpn_post_nms_top_n is None else rpn_post_nms_top_n)
 
         # --- feature map sizes and anchors: one dry run at input_size -----------------------------------
-        dummy = torch.zeros((1, 3) + self.padded_size)
+        # torchvision's AnchorGenerator rebuilds the grid every forward from tensor shapes; the anchors
+        # depend only on sizes, so they are computed once here and stored as a constant buffer.
+        param = next(model.parameters(), None)
+        dummy = torch.zeros((1, 3) + self.padded_size, device=None if param is None else param.device)
         with torch.no_grad():
             features = self._features(dummy)
         feature_list = list(features.values())
@@ -168,11 +201,6 @@ class FasterRCNNDeploy(nn.Module):
         self.pre_nms_top_n = [min(pre_nms_top_n, n) for n in self.anchors_per_level]
         num_pre_nms = sum(self.pre_nms_top_n)
         self.post_nms_top_n = min(post_nms_top_n, num_pre_nms)
-        level_ids = torch.cat([torch.full((k,), float(i)) for i, k in enumerate(self.pre_nms_top_n)])
-        # NMS by level with a *static* coordinate offset: boxes are clipped to [0, max(H, W)], so
-        # level × (max(H, W) + 1) separates the levels without the data-dependent boxes.max() of
-        # torchvision's coordinate trick.
-        self.register_buffer("rpn_nms_offsets", level_ids * float(max(height, width) + 1), persistent=False)
 
         # --- MultiScaleRoIAlign, resolved for this input size ---------------------------------------
         pool = roi_heads.box_roi_pool
@@ -191,7 +219,7 @@ class FasterRCNNDeploy(nn.Module):
             raise ModelError(f"feature maps {pooled_names} with scales {scales} do not form a pyramid the "
                              "level mapper can address")
         # Levels the mapper can never pick (e.g. two stride-32 maps of the MobileNetV3 FPN) are not pooled.
-        self.pool_names = pooled_names[:num_selectable] if len(pooled_names) > 1 else pooled_names
+        self.pool_names = pooled_names[:num_selectable]
         self.pool_scales = scales[: len(self.pool_names)]
         self.pool_canonical_scale = float(pool.canonical_scale)
         self.pool_canonical_level = float(pool.canonical_level)
@@ -208,6 +236,14 @@ class FasterRCNNDeploy(nn.Module):
             persistent=False,
         )
 
+    def train(self, mode: bool = True) -> "FasterRCNNDeploy":
+        """Always eval: BatchNorm must use its running statistics in a deploy graph.
+
+        ``torch.onnx.export`` restores the caller's training flag after tracing, and the eager
+        ``FasterRCNN`` forward takes another path in training mode; pinning eval avoids both.
+        """
+        return super().train(False)
+
     # ------------------------------------------------------------------------------------------------
     def _features(self, x: Tensor) -> dict[str, Tensor]:
         features = self.backbone(x)
@@ -217,7 +253,7 @@ class FasterRCNNDeploy(nn.Module):
 
     def _preprocess(self, images: Tensor) -> Tensor:
         """uint8 NHWC → normalised float NCHW, zero padded to ``padded_size`` like ``batch_images``."""
-        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        x = images.permute(0, 3, 1, 2).to(self.image_mean.dtype) / 255.0
         x = (x - self.image_mean[:, None, None]) / self.image_std[:, None, None]
         pad_h = self.padded_size[0] - self.input_size[0]
         pad_w = self.padded_size[1] - self.input_size[1]
@@ -231,9 +267,15 @@ class FasterRCNNDeploy(nn.Module):
         torchvision's ``RegionProposalNetwork.filter_proposals`` drops boxes with boolean indexing
         (``remove_small_boxes``, ``scores >= score_thresh``), which gives data-dependent shapes; here they
         get score -1 instead (PR 3205's thresholding as a mask), still enter the NMS, and can only suppress
-        other masked boxes because they score lowest. ``batched_nms`` is avoided: it picks its algorithm
-        with a Python branch on ``boxes.numel()`` and its coordinate-trick helper is
-        ``@torch.jit._script_if_tracing`` with a ``numel() == 0`` branch that exports as an ONNX ``If``.
+        other masked boxes because they score lowest.
+
+        ``batched_nms`` is avoided: it picks its algorithm with a Python branch on ``boxes.numel()``, and
+        its coordinate-trick helper is ``@torch.jit._script_if_tracing`` with a ``numel() == 0`` branch
+        that exports as an ONNX ``If``. The levels are static slices of the per-level TopK, so NMS by level
+        is one ``nms`` per level (torchvision's own path on CPU above 4000 coordinates) rather than the
+        coordinate-offset trick: offsets of level × image size push coordinates into the thousands, where
+        FP16 (an FP16 twin of the graph computes that Add in half precision) spaces values 2-4 px apart.
+        Each level's keep list is scattered into a dense -1 vector, and a constant TopK re-pads to P.
         """
         from torchvision.ops import nms
 
@@ -247,7 +289,7 @@ class FasterRCNNDeploy(nn.Module):
             obj = _permute_and_flatten(obj, a, 1).reshape(batch, n)
             reg = _permute_and_flatten(reg, a, 4)
             k = self.pre_nms_top_n[level]  # torchvision's _topk_min(ob, pre_nms_top_n, 1), constant here
-            top_logits, top_idx = obj.topk(k, dim=1)
+            top_logits, top_idx = _topk(obj, k)
             top_reg = torch.gather(reg, 1, top_idx[:, :, None].expand(batch, k, 4))
             level_anchors = self.anchors[anchor_start:anchor_start + n].index_select(0, top_idx.reshape(-1))
             boxes = self.rpn_box_coder.decode_single(top_reg.reshape(batch * k, 4), level_anchors)
@@ -261,12 +303,15 @@ class FasterRCNNDeploy(nn.Module):
 
         num = masked.shape[1]
         proposals, valid = [], []
-        for b in range(batch):  # the batch is static: one NMS per image
-            keep = nms(boxes[b] + self.rpn_nms_offsets[:, None], masked[b], self.rpn_nms_thresh)
-            # Re-pad the dynamic keep list: scatter kept scores into a dense -1 vector, TopK a constant P.
+        for b in range(batch):  # the batch and the levels are static: one NMS per image and level
             dense = torch.full((num,), -1.0, dtype=masked.dtype, device=masked.device)
-            dense = dense.scatter(0, keep, masked[b].index_select(0, keep))
-            top_scores, top_idx = dense.topk(self.post_nms_top_n)
+            start = 0
+            for k in self.pre_nms_top_n:
+                level_scores = masked[b, start:start + k]
+                keep = nms(boxes[b, start:start + k], level_scores, self.rpn_nms_thresh)
+                dense = dense.scatter(0, keep + start, level_scores.index_select(0, keep))
+                start += k
+            top_scores, top_idx = _topk(dense, self.post_nms_top_n)
             proposals.append(boxes[b].index_select(0, top_idx))
             valid.append(top_scores >= 0.0)
         return torch.stack(proposals), torch.stack(valid)
@@ -283,7 +328,9 @@ class FasterRCNNDeploy(nn.Module):
 
         batch, num = proposals.shape[0], proposals.shape[1]
         boxes = proposals.reshape(batch * num, 4)
-        batch_idx = torch.arange(batch, dtype=boxes.dtype, device=boxes.device).repeat_interleave(num)
+        # integer arange // num folds to a constant (repeat_interleave left a float Tile, which ONNX
+        # Runtime's CPU provider lacks in FP16)
+        batch_idx = (torch.arange(batch * num, device=boxes.device) // num).to(boxes.dtype)
         rois = torch.cat([batch_idx[:, None], boxes], dim=1)
         pooled = [
             roi_align(features[name], rois, self.pool_output_size, spatial_scale=scale,
@@ -308,6 +355,10 @@ class FasterRCNNDeploy(nn.Module):
         ``boxes`` float32 ``[B, K, 4]`` x1y1x2y2 in input pixels, ``scores`` float32 ``[B, K]`` (0 for padding /
         masked), ``labels`` int64 ``[B, K]`` 0-based class index; ``K = max_candidates``."""
         height, width = self.input_size
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (height, width, 3):
+                raise ModelError(f"expected uint8 images [B, {height}, {width}, 3], got {images.dtype} "
+                                 f"{list(images.shape)}")
         batch = images.shape[0]
         x = self._preprocess(images)
         features = self._features(x)
@@ -328,13 +379,17 @@ class FasterRCNNDeploy(nn.Module):
         num_pairs = num_props * self.num_classes
         scores = scores.reshape(batch, num_pairs)
         boxes = boxes.reshape(batch, num_pairs, 4)
-        top_scores, top_idx = scores.topk(self.topk_candidates, dim=1)
+        top_scores, top_idx = _topk(scores, self.topk_candidates)
         top_boxes = torch.gather(boxes, 1, top_idx[:, :, None].expand(batch, self.topk_candidates, 4))
         top_labels = self.candidate_labels.index_select(0, top_idx.reshape(-1)).reshape(batch, self.topk_candidates)
-        # Zero the rows of masked candidates so ties among them cannot make backends disagree.
+        # Zero the rows of masked candidates so ties among them cannot make backends disagree. The
+        # scores go through the same Where (a no-op on values) so that no output tensor is also read
+        # inside the graph: graph surgery that renames or re-casts an output (the FP16 converter's
+        # output casts, the NMS tail) then cannot leave an internal consumer with the wrong type.
         used = top_scores > 0.0
         top_boxes = torch.where(used[:, :, None], top_boxes, torch.zeros_like(top_boxes))
         top_labels = torch.where(used, top_labels, torch.zeros_like(top_labels))
+        top_scores = torch.where(used, top_scores, torch.zeros_like(top_scores))
 
         pad = self.max_candidates - self.topk_candidates
         if pad:
