@@ -152,8 +152,10 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     # cast any output still typed FP16 back to FP32, as the NMS tail and the contract expect.
     for out in half.graph.output:
         if out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
-            producer = next(n for n in half.graph.node if out.name in n.output)
-            producer.output[list(producer.output).index(out.name)] = out.name + "_fp16"
+            half_name = out.name + "_fp16"
+            for node in half.graph.node:  # the producer and any internal reader use the FP16 tensor
+                node.output[:] = [half_name if o == out.name else o for o in node.output]
+                node.input[:] = [half_name if i == out.name else i for i in node.input]
             half.graph.node.append(onnx.helper.make_node("Cast", [out.name + "_fp16"], [out.name], to=onnx.TensorProto.FLOAT))
             out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
     return half

@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-TORCH_FREE = ["edgedet.runtime", "edgedet.runtime.detections", "edgedet.runtime.draw", "edgedet.calib",
+TORCH_FREE = ["edgedet.runtime", "edgedet.runtime.detections", "edgedet.runtime.draw", "edgedet.runtime.detector",
+              "edgedet.runtime.onnx_engine", "edgedet.runtime.video", "edgedet.runtime.pipeline", "edgedet.runtime.bench",
+              "edgedet.runtime.plugins", "edgedet.runtime.metadata", "edgedet.runtime.preprocess", "edgedet.calib",
               "edgedet.data", "edgedet.data.synth", "edgedet.errors", "edgedet.fileio"]
 
 
@@ -30,3 +32,10 @@ def test_runtime_source_has_no_torch_import() -> None:
         for f in Path(pkg.__file__).parent.rglob("*.py"):
             text = f.read_text()
             assert "import torch" not in text and "from torch" not in text, f
+
+
+def test_runtime_imports_fast() -> None:
+    code = "import time; t=time.perf_counter(); from edgedet.runtime import Detector; print(time.perf_counter()-t)"
+    best = min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout)
+               for _ in range(3))
+    assert best <= 0.5, f"from edgedet.runtime import Detector took {best:.2f}s"

@@ -1,0 +1,174 @@
+"""The torch-free runtime: Detector, preprocessing round trips, bad inputs, run/bench/predict --engine."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from edgedet.errors import BackendError, DataError
+from edgedet.runtime.preprocess import Resize, preprocess_batch, resize_into
+
+
+def edgedet(*args):
+    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint, tmp_path_factory):
+    from edgedet.export.onnx_export import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("engine")
+    return export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), out_dir=str(out))).artifacts["fp32"]
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+@pytest.mark.parametrize("shape", [(240, 320), (320, 240), (100, 100)])
+def test_resize_round_trip(mode, shape):
+    image = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    out = np.empty((160, 192, 3), np.uint8)
+    fit = resize_into(image, out, mode, (1, 2, 3))
+    boxes = np.array([[0, 0, shape[1], shape[0]], [10.5, 20.25, 50, 60]], np.float32)
+    np.testing.assert_allclose(fit.to_original(fit.to_network(boxes)), boxes, atol=1e-4)
+    if mode == "letterbox":
+        assert abs(fit.sx - fit.sy) < 0.02, "aspect ratio kept"
+        net = fit.to_network(boxes[:1])[0]
+        assert net[2] <= 192 + 1e-3 and net[3] <= 160 + 1e-3
+        if net[2] < 191:
+            assert (out[:, int(np.ceil(net[2])) + 1 :] == (1, 2, 3)).all(), "padding on the right"
+        if net[3] < 159:
+            assert (out[int(np.ceil(net[3])) + 1 :] == (1, 2, 3)).all(), "padding at the bottom"
+    else:
+        assert fit == Resize(192 / shape[1], 160 / shape[0], shape[1], shape[0])
+
+
+def test_detector_matches_pytorch_reference(engine, tiny_checkpoint, synth):
+    from edgedet.data import load_dataset
+    from edgedet.export.parity import compare
+    from edgedet.reference import load_reference
+    from edgedet.runtime import Detector
+
+    det = Detector(engine)
+    assert det.class_names == ["circle", "square", "triangle"] and det.input_size == (160, 160)
+    val = load_dataset(synth.val_json, synth.images_dir)
+    images = [val.load_image(i) for i in range(len(val))]
+    ref = load_reference(None, str(tiny_checkpoint), device="cpu", score_thresh=0.25)
+    ref.model.nms_thresh = 0.45
+    got = [det(im) for im in images]
+    report = compare([r.filter(0.25) for r in ref(images)], got, "fp32", 0.25)
+    # the reference resizes with torch's bilinear kernel, the runtime with OpenCV's: near-identical
+    assert report.agreement >= 0.97, report
+    batch = det(images[:3])
+    assert len(batch) == 3 and all(len(b) == len(g) for b, g in zip(batch, got[:3]))
+
+
+def test_grayscale_rgba_and_black_images(engine):
+    from edgedet.runtime import Detector
+
+    det = Detector(engine)
+    rgb = np.random.default_rng(1).integers(0, 255, (120, 90, 3), dtype=np.uint8)
+    for image in (rgb[:, :, 0], rgb[:, :, :1], np.dstack([rgb, np.full((120, 90), 255, np.uint8)])):
+        d = det(image)
+        assert d.boxes.shape[1] == 4 and (d.boxes[:, [0, 2]] <= 90).all() and (d.boxes[:, [1, 3]] <= 120).all()
+    empty = det(np.zeros((50, 70, 3), np.uint8))
+    assert len(empty) == 0 and empty.boxes.shape == (0, 4)
+    with pytest.raises(DataError):
+        det(np.zeros((10, 10, 2), np.uint8))
+
+
+def test_engine_files_that_cannot_be_used(engine, tmp_path):
+    from edgedet.runtime import Detector
+
+    with pytest.raises(BackendError, match="engine not found"):
+        Detector(tmp_path / "missing.onnx")
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(BackendError, match="corrupt.onnx"):
+        Detector(tmp_path / "corrupt.onnx")
+    (tmp_path / "model.tflite").write_bytes(b"x")
+    with pytest.raises(BackendError, match="unknown engine type"):
+        Detector(tmp_path / "model.tflite")
+    with pytest.raises(BackendError, match="edgedet build"):
+        Detector(engine, backend="tensorrt")
+
+
+def test_missing_metadata_falls_back_to_the_engine(engine, tmp_path, capsys):
+    from edgedet.runtime import Detector
+
+    model = onnx.load(str(engine))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    det = Detector(bare)
+    assert "no metadata" in capsys.readouterr().err
+    assert det.input_size == (160, 160) and det.class_name(2) == "2"
+    det(np.zeros((60, 80, 3), np.uint8))
+
+
+def test_run_cli_on_video(engine, synth, tmp_path):
+    out = tmp_path / "out.mp4"
+    proc = edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless", "--conf", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert "120 frames" in proc.stderr and "stopped: end" in proc.stderr
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 120
+    limited = edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--headless", "--max-frames", "7")
+    assert limited.returncode == 0 and "7 frames" in limited.stderr
+    kept = edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless")
+    assert kept.returncode == 1 and "--force" in kept.stderr
+
+
+@pytest.mark.parametrize("source, message", [("cam9", "cannot open video source cam9"), ("nofile.mp4", "video source not found")])
+def test_run_cli_bad_sources(engine, source, message):
+    proc = edgedet("run", "--engine", str(engine), "--video", source, "--headless")
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_on_a_video_that_breaks_mid_stream(engine, synth, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    data = synth.video.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    proc = edgedet("run", "--engine", str(engine), "--video", str(broken), "--headless")
+    assert "Traceback" not in proc.stderr
+    if proc.returncode == 0:  # OpenCV decodes what is there and reports the end
+        assert "frames" in proc.stderr
+    else:
+        assert proc.stderr.count("error:") == 1
+
+
+def test_bench_cli_json(engine):
+    proc = edgedet("bench", "--engine", str(engine), "--iters", "5", "--warmup", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["p50_ms"] > 0 and r["throughput_ips"] > 0 and r["preprocess_ms"] >= 0 and r["batch"] == 1
+
+
+def test_predict_engine_matches_reference_output_format(engine, tiny_checkpoint, synth, tmp_path):
+    a, b = tmp_path / "engine.json", tmp_path / "torch.json"
+    src = str(synth.images_dir / "val_0032*.jpg")
+    assert edgedet("predict", "--engine", str(engine), "--source", src, "--save-json", str(a)).returncode == 0
+    assert edgedet("predict", "--weights", str(tiny_checkpoint), "--source", src, "--save-json", str(b)).returncode == 0
+    ea, eb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert set(ea[0]) == set(eb[0]) and {e["file_name"] for e in ea} <= {e["file_name"] for e in eb} | {e["file_name"] for e in ea}
+    assert abs(len(ea) - len(eb)) <= 1
+
+
+@pytest.mark.slow
+def test_ten_thousand_frames_headless_with_bounded_memory(engine, tmp_path):
+    """A long headless run must not grow memory (queues, buffers and sessions are reused)."""
+    import resource
+
+    from edgedet.data.synth import write_video
+    from edgedet.runtime import Detector
+    from edgedet.runtime.pipeline import run_video
+
+    video = write_video(tmp_path / "long.mp4", frames=10_000, size=(160, 120))
+    det = Detector(engine, threads=2)
+    run_video(det, str(video), headless=True, max_frames=500)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    stats = run_video(det, str(video), headless=True)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert stats.frames == 10_000 and stats.stopped_by == "end"
+    assert (after - before) / 1024 < 64, f"peak memory grew by {(after - before) / 1024:.1f} MiB"
