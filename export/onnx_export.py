@@ -134,7 +134,10 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     Cast's output without changing its ``to`` attribute, an invalid graph), and tiny weights that
     underflow FP16 are clamped by the converter, which is expected.
     """
-    from onnxconverter_common import float16
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise EdgedetError("--fp16 needs onnxconverter-common: pip install onnxconverter-common") from None
 
     keep_fp32 = [n.name for n in model.graph.node
                  if n.name.startswith("/normalize/") or any(o.startswith("normalize.") for o in n.output)]
