@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from edgedet.runtime.detections import Detections
+from edgedet.runtime.plugins import iou_matrix
 
 MATCH_IOU = 0.9
 TOLERANCE = {"fp32": 0.99, "fp16": 0.97, "int8": 0.90}  # minimum box agreement per precision
@@ -38,19 +39,9 @@ class ParityReport:
         return asdict(self)
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
 def match(ref: Detections, eng: Detections, *, score_thresh: float, margin: float) -> tuple[int, int, float, float]:
     """Greedy matching by reference score; returns (matched, borderline, max score diff, max box diff)."""
-    iou = _iou_matrix(ref.boxes, eng.boxes)
+    iou = iou_matrix(ref.boxes, eng.boxes)
     used: set[int] = set()
     matched, score_diff, box_diff = 0, 0.0, 0.0
     ref_unmatched = []

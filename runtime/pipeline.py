@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
 
 from edgedet import log
 from edgedet.runtime.detector import Detector

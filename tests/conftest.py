@@ -6,11 +6,18 @@ Tests marked ``gpu`` or ``tensorrt`` skip cleanly where CUDA or TensorRT is abse
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 FIXTURE_MIN_AP50 = 0.6
+
+
+def run_edgedet(*args: str) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess, as a user runs it: exit code and stderr are what tests assert."""
+    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=600)
 
 
 def _has_cuda() -> bool:

@@ -1,13 +1,12 @@
 """Every error a user can cause: exit code 1, exactly one line on stderr, no traceback."""
 
 import subprocess
-import sys
 
 import pytest
 
+from conftest import run_edgedet
 
-def edgedet(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -29,57 +28,57 @@ def bad_files(tmp_path_factory):
 
 
 def test_missing_annotation_file(tmp_path):
-    assert_one_line_error(edgedet("train", "--model", "ssdlite_tiny", "--data", str(tmp_path / "nope.json")), "nope.json")
+    assert_one_line_error(run_edgedet("train", "--model", "ssdlite_tiny", "--data", str(tmp_path / "nope.json")), "nope.json")
 
 
 def test_unknown_model_suggests(synth):
-    proc = edgedet("train", "--model", "ssdlite_tyni", "--data", str(synth.train_json))
+    proc = run_edgedet("train", "--model", "ssdlite_tyni", "--data", str(synth.train_json))
     assert_one_line_error(proc, "unknown model 'ssdlite_tyni'", "ssdlite_tiny")
 
 
 def test_malformed_json(bad_files, synth):
-    proc = edgedet("train", "--model", "ssdlite_tiny", "--data", str(bad_files / "malformed.json"), "--images", str(synth.images_dir))
+    proc = run_edgedet("train", "--model", "ssdlite_tiny", "--data", str(bad_files / "malformed.json"), "--images", str(synth.images_dir))
     assert_one_line_error(proc, "malformed.json")
 
 
 def test_json_missing_field(bad_files, synth):
-    proc = edgedet("eval", "--model", "ssdlite_tiny", "--weights", "none", "--data", str(bad_files / "nokey.json"),
+    proc = run_edgedet("eval", "--model", "ssdlite_tiny", "--weights", "none", "--data", str(bad_files / "nokey.json"),
                    "--images", str(synth.images_dir))
     assert_one_line_error(proc, "nokey.json", "images")
 
 
 def test_missing_checkpoint(synth, tmp_path):
-    proc = edgedet("eval", "--weights", str(tmp_path / "missing.pt"), "--data", str(synth.val_json), "--images", str(synth.images_dir))
+    proc = run_edgedet("eval", "--weights", str(tmp_path / "missing.pt"), "--data", str(synth.val_json), "--images", str(synth.images_dir))
     assert_one_line_error(proc, "checkpoint not found", "missing.pt")
 
 
 def test_corrupt_checkpoint(bad_files, synth):
-    proc = edgedet("predict", "--model", "ssdlite_tiny", "--weights", str(bad_files / "corrupt.pt"), "--source", str(synth.images_dir))
+    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", str(bad_files / "corrupt.pt"), "--source", str(synth.images_dir))
     assert_one_line_error(proc, "corrupt.pt")
 
 
 def test_offline_weights_download_names_the_way_out(synth):
-    proc = edgedet("predict", "--model", "ssdlite320", "--weights", "default", "--source", str(synth.images_dir))
+    proc = run_edgedet("predict", "--model", "ssdlite320", "--weights", "default", "--source", str(synth.images_dir))
     assert proc.returncode == 1
     assert_one_line_error(proc, "--weights FILE", "--weights none")
 
 
 def test_predict_missing_source(tmp_path):
-    proc = edgedet("predict", "--model", "ssdlite_tiny", "--weights", "none", "--source", str(tmp_path / "nothing"))
+    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", "none", "--source", str(tmp_path / "nothing"))
     assert_one_line_error(proc, "source not found")
 
 
 def test_unknown_preset(synth):
-    proc = edgedet("train", "--model", "ssdlite_tiny", "--preset", "nosuch", "--data", str(synth.train_json))
+    proc = run_edgedet("train", "--model", "ssdlite_tiny", "--preset", "nosuch", "--data", str(synth.train_json))
     assert_one_line_error(proc, "unknown preset 'nosuch'", "tiny")
 
 
 def test_synth_bad_count(tmp_path):
-    assert_one_line_error(edgedet("synth", "--out", str(tmp_path / "s"), "--images", "1"), "at least 2")
+    assert_one_line_error(run_edgedet("synth", "--out", str(tmp_path / "s"), "--images", "1"), "at least 2")
 
 
 def test_doctor_json():
-    proc = edgedet("doctor", "--json")
+    proc = run_edgedet("doctor", "--json")
     assert proc.returncode == 0, proc.stderr
     import json
 

@@ -1,8 +1,6 @@
 """SSD-family export: parity with PyTorch, both NMS flavours, failure cases, artifacts."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -13,6 +11,8 @@ from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.export.parity import contract_to_detections, match
 from edgedet.runtime.metadata import read_metadata, sidecar_path
 from edgedet.runtime.onnx_engine import OnnxEngine
+
+from conftest import run_edgedet
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +117,16 @@ def test_every_ssd_zoo_model_exports(model, flavour, tmp_path):
     assert res.artifacts["fp32"].stat().st_size > 1e6
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgedet", "export", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_cli_keeps_existing_files_and_rejects_bad_options(tiny_checkpoint, tmp_path):
-    ok = _cli("--weights", str(tiny_checkpoint), "-o", str(tmp_path))
+    ok = run_edgedet("export", "--weights", str(tiny_checkpoint), "-o", str(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert "edgedet build" in ok.stderr, "says how to build the plan on the target"
     before = (tmp_path / "ssdlite_tiny.onnx").read_bytes()
-    again = _cli("--weights", str(tiny_checkpoint), "-o", str(tmp_path), "--score-thresh", "0.5")
+    again = run_edgedet("export", "--weights", str(tiny_checkpoint), "-o", str(tmp_path), "--score-thresh", "0.5")
     assert again.returncode == 1 and "--force" in again.stderr and "Traceback" not in again.stderr
     assert (tmp_path / "ssdlite_tiny.onnx").read_bytes() == before
-    bad = _cli("--weights", str(tiny_checkpoint), "-o", str(tmp_path / "x"), "--max-dets", "5000")
+    bad = run_edgedet("export", "--weights", str(tiny_checkpoint), "-o", str(tmp_path / "x"), "--max-dets", "5000")
     assert bad.returncode == 1 and "--max-dets" in bad.stderr and "Traceback" not in bad.stderr
     assert not list(tmp_path.glob(".*")), "no temporary files left behind"

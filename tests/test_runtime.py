@@ -1,8 +1,6 @@
 """The torch-free runtime: Detector, preprocessing round trips, bad inputs, run/bench/predict --engine."""
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -10,11 +8,11 @@ import onnx
 import pytest
 
 from edgedet.errors import BackendError, DataError
-from edgedet.runtime.preprocess import Resize, preprocess_batch, resize_into
+from edgedet.runtime.preprocess import Resize, resize_into
+
+from conftest import run_edgedet
 
 
-def edgedet(*args):
-    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -109,20 +107,20 @@ def test_missing_metadata_falls_back_to_the_engine(engine, tmp_path, capsys):
 
 def test_run_cli_on_video(engine, synth, tmp_path):
     out = tmp_path / "out.mp4"
-    proc = edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless", "--conf", "0.3")
+    proc = run_edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless", "--conf", "0.3")
     assert proc.returncode == 0, proc.stderr
     assert "120 frames" in proc.stderr and "stopped: end" in proc.stderr
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 120
-    limited = edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--headless", "--max-frames", "7")
+    limited = run_edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--headless", "--max-frames", "7")
     assert limited.returncode == 0 and "7 frames" in limited.stderr
-    kept = edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless")
+    kept = run_edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless")
     assert kept.returncode == 1 and "--force" in kept.stderr
 
 
 @pytest.mark.parametrize("source, message", [("cam9", "cannot open video source cam9"), ("nofile.mp4", "video source not found")])
 def test_run_cli_bad_sources(engine, source, message):
-    proc = edgedet("run", "--engine", str(engine), "--video", source, "--headless")
+    proc = run_edgedet("run", "--engine", str(engine), "--video", source, "--headless")
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -130,7 +128,7 @@ def test_run_on_a_video_that_breaks_mid_stream(engine, synth, tmp_path):
     broken = tmp_path / "broken.mp4"
     data = synth.video.read_bytes()
     broken.write_bytes(data[: len(data) // 2])
-    proc = edgedet("run", "--engine", str(engine), "--video", str(broken), "--headless")
+    proc = run_edgedet("run", "--engine", str(engine), "--video", str(broken), "--headless")
     assert "Traceback" not in proc.stderr
     if proc.returncode == 0:  # OpenCV decodes what is there and reports the end
         assert "frames" in proc.stderr
@@ -139,7 +137,7 @@ def test_run_on_a_video_that_breaks_mid_stream(engine, synth, tmp_path):
 
 
 def test_bench_cli_json(engine):
-    proc = edgedet("bench", "--engine", str(engine), "--iters", "5", "--warmup", "1", "--json")
+    proc = run_edgedet("bench", "--engine", str(engine), "--iters", "5", "--warmup", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["p50_ms"] > 0 and r["throughput_ips"] > 0 and r["preprocess_ms"] >= 0 and r["batch"] == 1
@@ -148,8 +146,8 @@ def test_bench_cli_json(engine):
 def test_predict_engine_matches_reference_output_format(engine, tiny_checkpoint, synth, tmp_path):
     a, b = tmp_path / "engine.json", tmp_path / "torch.json"
     src = str(synth.images_dir / "val_0032*.jpg")
-    assert edgedet("predict", "--engine", str(engine), "--source", src, "--save-json", str(a)).returncode == 0
-    assert edgedet("predict", "--weights", str(tiny_checkpoint), "--source", src, "--save-json", str(b)).returncode == 0
+    assert run_edgedet("predict", "--engine", str(engine), "--source", src, "--save-json", str(a)).returncode == 0
+    assert run_edgedet("predict", "--weights", str(tiny_checkpoint), "--source", src, "--save-json", str(b)).returncode == 0
     ea, eb = json.loads(a.read_text()), json.loads(b.read_text())
     assert set(ea[0]) == set(eb[0]) and {e["file_name"] for e in ea} <= {e["file_name"] for e in eb} | {e["file_name"] for e in ea}
     assert abs(len(ea) - len(eb)) <= 1

@@ -2,17 +2,13 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import FIXTURE_MIN_AP50
+from conftest import FIXTURE_MIN_AP50, run_edgedet
 
 
-def edgedet(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def test_fixture_model_detects_its_objects(trained_tiny):
@@ -40,7 +36,7 @@ def test_resume_continues_from_last_epoch(trained_tiny, synth, tmp_path):
     run.mkdir()
     shutil.copy(trained_tiny.last, run / "last.pt")
     epochs = torch.load(run / "last.pt", weights_only=True)["epoch"]
-    proc = edgedet("train", "--resume", str(run / "last.pt"), "--data", str(synth.train_json), "--images",
+    proc = run_edgedet("train", "--resume", str(run / "last.pt"), "--data", str(synth.train_json), "--images",
                    str(synth.images_dir), "--preset", "tiny", "--epochs", str(epochs + 1), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     state = torch.load(run / "last.pt", weights_only=True)
@@ -50,7 +46,7 @@ def test_resume_continues_from_last_epoch(trained_tiny, synth, tmp_path):
 
 def test_eval_cli_prints_coco_table(tiny_checkpoint, synth, tmp_path):
     out = tmp_path / "eval"
-    proc = edgedet("eval", "--weights", str(tiny_checkpoint), "--data", str(synth.val_json), "--images",
+    proc = run_edgedet("eval", "--weights", str(tiny_checkpoint), "--data", str(synth.val_json), "--images",
                    str(synth.images_dir), "--out", str(out), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "AP @[IoU=0.50 | all | maxDets=100]" in proc.stdout and "per-class AP" in proc.stdout
@@ -59,7 +55,7 @@ def test_eval_cli_prints_coco_table(tiny_checkpoint, synth, tmp_path):
     assert set(metrics["per_class_ap"]) == {"circle", "square", "triangle"}
     results = json.loads((out / "results.json").read_text())
     assert {r["category_id"] for r in results} <= {1, 2, 3}
-    again = edgedet("eval", "--weights", str(tiny_checkpoint), "--data", str(synth.val_json), "--images",
+    again = run_edgedet("eval", "--weights", str(tiny_checkpoint), "--data", str(synth.val_json), "--images",
                     str(synth.images_dir), "--out", str(out), "--max-images", "5")
     assert again.returncode == 0 and (tmp_path / "eval2" / "metrics.json").exists(), "earlier run kept"
 
@@ -71,18 +67,18 @@ def test_predict_writes_json_and_images_and_skips_bad_files(tiny_checkpoint, syn
         shutil.copy(f, src / f.name)
     (src / "broken.jpg").write_bytes((src / f.name).read_bytes()[:300])
     out_json, out_dir = tmp_path / "preds.json", tmp_path / "annotated"
-    proc = edgedet("predict", "--weights", str(tiny_checkpoint), "--source", str(src), "--save-json", str(out_json),
+    proc = run_edgedet("predict", "--weights", str(tiny_checkpoint), "--source", str(src), "--save-json", str(out_json),
                    "--save-dir", str(out_dir), "--conf", "0.3")
     assert proc.returncode == 0, proc.stderr
     assert "broken.jpg" in proc.stderr and "warning" in proc.stderr
     preds = json.loads(out_json.read_text())
     assert preds and all(p["score"] >= 0.3 and len(p["bbox"]) == 4 for p in preds)
     assert len(list(out_dir.glob("*.jpg"))) == 4
-    refused = edgedet("predict", "--weights", str(tiny_checkpoint), "--source", str(src), "--save-json", str(out_json))
+    refused = run_edgedet("predict", "--weights", str(tiny_checkpoint), "--source", str(src), "--save-json", str(out_json))
     assert refused.returncode == 1 and "--force" in refused.stderr, "an existing file is kept unless --force"
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    proc = edgedet("demo", "--out", str(tmp_path / "demo"), "--images", "40", "--epochs", "1", "--device", "cpu")
+    proc = run_edgedet("demo", "--out", str(tmp_path / "demo"), "--images", "40", "--epochs", "1", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "checkpoint:" in proc.stdout and (tmp_path / "demo" / "train" / "best.pt").exists()
