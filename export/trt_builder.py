@@ -1,0 +1,609 @@
+"""ONNX → TensorRT plan (``edgedet build``), for TensorRT 10.x (JetPack 6) and 11.x.
+
+Two steps, as in NVIDIA's Python samples: :func:`create_network` parses the ONNX file (TensorRT's plugin
+library registered first, for ``EfficientNMS_TRT`` and ``ROIAlign``; every parser error logged) and
+:func:`create_engine` configures the builder and returns the serialized plan. :func:`build_engine` does
+the whole job: validation, both steps, the plan and its ``<stem>.json`` sidecar, written atomically.
+
+Precision, by TensorRT version (:func:`tensorrt_features`, :func:`resolve_precision`):
+
+- TensorRT ≥ 11 builds a *strongly typed* network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``):
+  the types in the ONNX are the types of the engine. The precision flags and implicit INT8 calibration are
+  gone, so precision is chosen at export time: ``edgedet export --fp16`` writes ``.fp16.onnx``, a Q/DQ
+  ``.int8.onnx`` carries INT8. ``--fp16`` on an FP32 graph is an error that says so.
+- TensorRT 10 builds a weakly typed network and uses ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; INT8 on a
+  graph without Q/DQ nodes is calibrated with ``IInt8EntropyCalibrator2`` (or ``IInt8MinMaxCalibrator``,
+  ``--calibrator minmax``) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, and the calibration
+  cache (:mod:`edgedet.calib.trt_cache`, TensorRT's own format) is checked against this TensorRT version,
+  algorithm and network before it is used, so a rebuild skips calibration but never uses a foreign cache.
+
+DLA (``--dla N``): the Deep Learning Accelerator of Jetson AGX Xavier / Xavier NX (2 cores, JetPack 5,
+TensorRT 8.5) and AGX Orin / Orin NX (2 and 1 cores, JetPack 6, TensorRT 10.3). Orin Nano has none, and
+desktop GPUs have none. DLA runs FP16 or INT8 only (never FP32), so ``--dla`` needs ``--fp16``/``--int8`` on
+TensorRT 10 or an FP16/Q-DQ graph on TensorRT 11; layers the DLA cannot run (NMS plugins, TopK, most of
+the detection head) fall back to the GPU (``BuilderFlag.GPU_FALLBACK``).
+
+The TensorRT-free parts (version table, precision rules, batch profile, option checks, the cache format)
+are pure functions tested on any CPU; the rest needs TensorRT and a GPU and is tested where they exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from edgedet.errors import BackendError, EdgedetError
+
+_log = logging.getLogger("edgedet.export.tensorrt")
+
+NOT_INSTALLED = ("TensorRT is not installed here: {reason}; run edgedet build on the target device "
+                 "(pip install edgedet[tensorrt] or JetPack)")
+CALIBRATORS = ("entropy", "minmax")
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure functions: versions, precision, batch profile.
+
+
+class TrtFeatures(NamedTuple):
+    """What a TensorRT version offers the builder."""
+
+    major: int
+    minor: int
+    patch: int
+    strongly_typed_only: bool  # ≥ 11: the precision flags and weak typing are gone
+    has_precision_flags: bool  # < 11: BuilderFlag.FP16 / INT8
+    has_calibrators: bool  # < 11: IInt8EntropyCalibrator2 / IInt8MinMaxCalibrator
+
+
+def tensorrt_features(version: str) -> TrtFeatures:
+    """``trt.__version__`` (``"10.3.0"``, ``"10.12.0.36"``, ``"11.0.0"``) → :class:`TrtFeatures`."""
+    parts = str(version).strip().split(".")
+    try:
+        major, minor, patch = (int(p) for p in (parts + ["0", "0"])[:3])
+    except ValueError:
+        raise BackendError(f"cannot read the TensorRT version {version!r}") from None
+    if major < 10:
+        raise BackendError(f"TensorRT {version} is too old; edgedet builds with TensorRT 10 (JetPack 6) or newer")
+    legacy = major < 11
+    return TrtFeatures(major, minor, patch, strongly_typed_only=not legacy, has_precision_flags=legacy,
+                       has_calibrators=legacy)
+
+
+def graph_precision(model: Any) -> str:
+    """``"int8"`` for a graph with Q/DQ nodes, ``"fp16"`` for one with float16 weights or casts to float16,
+    else ``"fp32"``.
+
+    The graph decides, not the file name or the sidecar: on TensorRT 11 the graph's types *are* the
+    engine's, so a renamed file or a stale sidecar must not change what the build assumes.
+    """
+    import onnx
+
+    half, tensor_attr, graph_attr = onnx.TensorProto.FLOAT16, onnx.AttributeProto.TENSOR, onnx.AttributeProto.GRAPH
+    graphs = [model.graph]
+    ops, fp16 = set(), False
+    while graphs:
+        g = graphs.pop()
+        fp16 = fp16 or any(t.data_type == half for t in g.initializer)
+        for node in g.node:
+            ops.add(node.op_type)
+            for a in node.attribute:
+                if a.type == tensor_attr and a.t.data_type == half:
+                    fp16 = True
+                elif a.type == graph_attr:
+                    graphs.append(a.g)
+                elif node.op_type == "Cast" and a.name == "to" and a.i == half:
+                    fp16 = True
+    if ops & QDQ_OPS:
+        return "int8"
+    return "fp16" if fp16 else "fp32"
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How the builder gets the requested precision on one TensorRT version."""
+
+    precision: str  # what the engine computes in: fp32 | fp16 | int8
+    strongly_typed: bool
+    fp16_flag: bool = False
+    int8_flag: bool = False
+    calibrate: bool = False  # TensorRT 10 implicit INT8: calibrator (or its cache) needed
+
+
+def resolve_precision(features: TrtFeatures, graph: str, *, fp16: bool, int8: bool) -> PrecisionPlan:
+    """The builder settings for ``--fp16``/``--int8`` on a graph of precision ``graph`` (fp32/fp16/int8)."""
+    if features.strongly_typed_only:
+        if fp16 and graph == "fp32":
+            raise EdgedetError(f"TensorRT {features.major}.{features.minor} builds strongly typed networks: precision "
+                               "comes from the ONNX; export with `edgedet export --fp16` and build the .fp16.onnx")
+        if int8 and graph != "int8":
+            raise EdgedetError(f"TensorRT {features.major}.{features.minor} has no INT8 calibrators: build a Q/DQ ONNX "
+                               "(`edgedet export --int8`, the .int8.onnx)")
+        return PrecisionPlan(precision=graph, strongly_typed=True)
+    if graph == "int8":  # explicit quantization: the Q/DQ scales are in the graph; TensorRT 10 needs the flag
+        return PrecisionPlan("int8", False, fp16_flag=True, int8_flag=True)
+    fp16_flag = fp16 or graph == "fp16" or int8  # FP16 for layers INT8 cannot run, as trtexec --int8 --fp16
+    if int8:
+        return PrecisionPlan("int8", False, fp16_flag=fp16_flag, int8_flag=True, calibrate=True)
+    return PrecisionPlan("fp16" if fp16_flag else "fp32", False, fp16_flag=fp16_flag)
+
+
+def _dim(d: Any) -> int:
+    """An ONNX/TensorRT dimension as an int; symbolic or unknown → -1."""
+    return int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else -1
+
+
+def batch_profile(input_shape: Sequence[Any], min_batch: int | None, opt_batch: int | None, max_batch: int | None,
+                  metadata: dict | None = None) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) shapes of the ``images`` input for optimization profile 0.
+
+    ``input_shape`` is the input's shape from the ONNX or the TensorRT network; a batch dimension that is
+    symbolic, 0 or -1 is dynamic. Dynamic: ``max`` defaults to the sidecar's ``batch.max`` (else the largest
+    of the given values, else 1), ``min`` to 1 and ``opt`` to ``max``; ``1 ≤ min ≤ opt ≤ max``. Fixed: the
+    shape is returned three times and any batch option that differs from it is an error (the batch of a
+    static export cannot change at build time).
+    """
+    shape = [_dim(d) for d in input_shape]
+    if len(shape) != 4 or shape[3] != 3 or min(shape[1:]) <= 0:
+        raise EdgedetError(f"ONNX input is {list(input_shape)}, not uint8 [B, H, W, 3] with a fixed H x W "
+                           "(the engine contract); was it written by edgedet export?")
+    given = {"--min-batch": min_batch, "--opt-batch": opt_batch, "--max-batch": max_batch}
+    for flag, v in given.items():
+        if v is not None and v < 1:
+            raise EdgedetError(f"{flag} must be at least 1, not {v}")
+    if shape[0] > 0:
+        fixed = shape[0]
+        wrong = [f"{flag} {v}" for flag, v in given.items() if v is not None and v != fixed]
+        if wrong:
+            raise EdgedetError(f"this ONNX has a fixed batch of {fixed}, so {', '.join(wrong)} cannot apply; "
+                               "re-export with --dynamic-batch MAX (or --batch N) for another batch")
+        return (tuple(shape),) * 3
+    meta_max = ((metadata or {}).get("batch") or {}).get("max")
+    hi = max_batch or (int(meta_max) if meta_max else None) or max([v for v in (min_batch, opt_batch) if v] or [1])
+    lo = min_batch or 1
+    opt = opt_batch or hi
+    if not lo <= opt <= hi:
+        raise EdgedetError(f"batch profile needs min <= opt <= max, got min {lo}, opt {opt}, max {hi}")
+    tail = tuple(shape[1:])
+    return (lo, *tail), (opt, *tail), (hi, *tail)
+
+
+# --------------------------------------------------------------------------------------------------
+# Options and the checks that need no TensorRT.
+
+
+@dataclass
+class BuildOptions:
+    """Everything ``edgedet build`` takes. ``calib_batches`` overrides ``calib_images`` (any iterable of
+    ``uint8 [B, H, W, 3]`` arrays) for callers with their own image source."""
+
+    onnx: str | Path
+    out: str | Path | None = None  # default: the ONNX path with .plan
+    fp16: bool = False
+    int8: bool = False
+    calib_images: str | Path | None = None
+    calib_cache: str | Path | None = None  # default: <onnx stem>.calib beside the ONNX
+    calibrator: str = "entropy"
+    calib_batch: int = 8
+    calib_max_images: int = 512
+    workspace_gb: float | None = None
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    dla: int | None = None
+    timing_cache: str | Path | None = None
+    force: bool = False
+    device: int = 0
+    calib_batches: Iterable[np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def plan_path(self) -> Path:
+        return Path(self.out) if self.out else Path(self.onnx).with_suffix(".plan")
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.calib_cache) if self.calib_cache else Path(self.onnx).with_suffix(".calib")
+
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` learned from the ONNX file without TensorRT."""
+
+    model: Any  # onnx.ModelProto without external data
+    metadata: dict
+    graph: str  # fp32 | fp16 | int8
+    input_name: str
+    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def prepare(opts: BuildOptions) -> Prepared:
+    """Check the options against the ONNX file before TensorRT is imported, so every user mistake is one
+    line on any machine (and before minutes of building)."""
+    import onnx
+
+    from edgedet.runtime.metadata import read_metadata
+
+    src = Path(opts.onnx)
+    if not src.is_file():
+        raise EdgedetError(f"ONNX file not found: {src}")
+    if src.suffix.lower() != ".onnx":
+        raise EdgedetError(f"{src.name} is not an .onnx file; edgedet build takes an ONNX export")
+    plan = opts.plan_path
+    if plan.resolve() == src.resolve():
+        raise EdgedetError(f"the plan would overwrite its ONNX file {src}; pass -o MODEL.plan")
+    if plan.exists() and not opts.force:
+        raise EdgedetError(f"{plan} exists; pass --force to overwrite it")
+    if opts.calibrator not in CALIBRATORS:
+        raise EdgedetError(f"--calibrator must be one of {', '.join(CALIBRATORS)}, not {opts.calibrator!r}")
+    if opts.workspace_gb is not None and not opts.workspace_gb > 0:
+        raise EdgedetError(f"--workspace must be a positive number of GB, not {opts.workspace_gb}")
+    if opts.dla is not None and opts.dla < 0:
+        raise EdgedetError(f"--dla takes a DLA core number (0 or 1), not {opts.dla}")
+    if opts.calib_batch < 1 or opts.calib_max_images < 1:
+        raise EdgedetError("--calib-batch and --calib-max-images must be at least 1")
+    if opts.calib_images is not None and not Path(opts.calib_images).is_dir():
+        raise EdgedetError(f"--calib-images: not a folder: {opts.calib_images}")
+    try:
+        model = onnx.load(str(src), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise EdgedetError(f"cannot read {src} as ONNX: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    init_names = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init_names]
+    if len(inputs) != 1:
+        raise EdgedetError(f"{src.name} has {len(inputs)} inputs; the engine contract has one, uint8 [B, H, W, 3]")
+    inp = inputs[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
+        raise EdgedetError(f"{src.name} input {inp.name!r} is not uint8 (the engine contract); was it written by edgedet export?")
+    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
+    metadata = read_metadata(src) or {}
+    profile = batch_profile(shape, opts.min_batch, opts.opt_batch, opts.max_batch, metadata)
+    graph = graph_precision(model)
+    if opts.int8 and graph != "int8" and opts.calib_images is None and opts.calib_batches is None \
+            and not opts.cache_path.is_file():
+        raise EdgedetError(f"--int8 on a graph without Q/DQ nodes needs calibration images: pass --calib-images DIR "
+                           f"(or a calibration cache {opts.cache_path}), or export a Q/DQ ONNX with `edgedet export --int8`")
+    if opts.fp16 and graph == "int8":
+        _log.info("%s is a Q/DQ graph; --fp16 lets its unquantized layers run in FP16", src.name)
+    return Prepared(model=model, metadata=metadata, graph=graph, input_name=inp.name, profile=profile)
+
+
+# --------------------------------------------------------------------------------------------------
+# TensorRT: import, network, calibrator, engine.
+
+
+def import_tensorrt() -> Any:
+    """``tensorrt``, or :class:`BackendError` with the one line ``edgedet build`` prints."""
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendError(NOT_INSTALLED.format(reason=str(e) or "no module named 'tensorrt'")) from None
+    return trt
+
+
+def _logger(trt: Any) -> Any:
+    # The runtime's process-wide logger: TensorRT wants one logger to outlive every builder and runtime,
+    # and it registers the plugin library (init_libnvinfer_plugins) once, before any parse.
+    from edgedet.runtime.trt_engine import _trt_logger
+
+    return _trt_logger(trt)
+
+
+def create_network(onnx_path: str | Path, *, strongly_typed: bool, trt: Any = None) -> tuple[Any, Any, Any]:
+    """Parse ``onnx_path`` into a new network: ``(builder, network, parser)``.
+
+    The parser must outlive the network (it owns the weights), hence the triple. ``parse_from_file`` resolves
+    external data beside the ONNX file. Every parser error is logged; one :class:`EdgedetError` names the first.
+    """
+    trt = trt or import_tensorrt()
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    if builder is None:
+        raise BackendError("TensorRT cannot create a builder (is a CUDA GPU visible?)")
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    ok = parser.parse_from_file(str(onnx_path))
+    if not ok or parser.num_errors:
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        for e in errors:
+            _log.error("TensorRT ONNX parser: %s", e)
+        first = (errors[0].strip().splitlines() or ["unknown error"])[0] if errors else "unknown error"
+        more = f" (and {len(errors) - 1} more, logged above)" if len(errors) > 1 else ""
+        raise BackendError(f"TensorRT cannot parse {Path(onnx_path).name}: {first}{more}")
+    return builder, network, parser
+
+
+def network_tensor_names(network: Any) -> list[str]:
+    """Names of the network's inputs and of every layer output: what a calibration cache may name."""
+    names = [network.get_input(i).name for i in range(network.num_inputs)]
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        names.extend(layer.get_output(j).name for j in range(layer.num_outputs))
+    return names
+
+
+def _full_batches(batches: Iterable[np.ndarray], batch_size: int, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    """Regroup any stream of ``uint8 [b, H, W, 3]`` arrays into contiguous batches of exactly ``batch_size``
+    (TensorRT's calibrator has one fixed batch); a short remainder is dropped."""
+    pending: list[np.ndarray] = []
+    have = 0
+    for arr in batches:
+        arr = np.asarray(arr)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.dtype != np.uint8 or tuple(arr.shape[1:]) != tuple(shape[1:]):
+            raise EdgedetError(f"calibration batch is {arr.dtype} {list(arr.shape)}, not uint8 [B, {', '.join(map(str, shape[1:]))}]")
+        pending.append(arr)
+        have += len(arr)
+        while have >= batch_size:
+            joined = np.concatenate(pending)
+            yield np.ascontiguousarray(joined[:batch_size])
+            rest = joined[batch_size:]
+            pending, have = ([rest] if len(rest) else []), len(rest)
+
+
+def folder_batches(folder: str | Path, metadata: dict, size: tuple[int, int], batch: int,
+                   max_images: int) -> Iterator[np.ndarray]:
+    """Calibration batches from an image folder, resized as the runtime resizes (the metadata's stretch or
+    letterbox and pad value), so the calibrator sees what the engine will see. A stand-in until the
+    calibration image sources of :mod:`edgedet.calib` can be passed as ``BuildOptions.calib_batches``."""
+    from edgedet.data.imageio import read_image
+    from edgedet.runtime.preprocess import preprocess_batch
+
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in exts)[:max_images]
+    if not files:
+        raise EdgedetError(f"--calib-images: no images in {folder}")
+    inp = metadata.get("input", {})
+    mode, pad = inp.get("resize", "stretch"), tuple(int(v) for v in inp.get("pad_value", (0, 0, 0)))
+    for i in range(0, len(files), batch):
+        images = [read_image(p) for p in files[i: i + batch]]
+        out, _ = preprocess_batch(images, size, mode, pad)
+        yield out.copy()
+
+
+def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], batch_size: int,
+                    input_shape: tuple[int, ...], cache_path: str | Path, cuda: Any) -> Any:
+    """A TensorRT 10 ``IInt8EntropyCalibrator2`` (``"entropy"``) or ``IInt8MinMaxCalibrator`` (``"minmax"``).
+
+    It copies each ``uint8 [batch_size, H, W, 3]`` batch into one device buffer and hands TensorRT its
+    address; ``None`` ends calibration. ``read_calibration_cache`` returns the cache file's bytes (already
+    checked by :func:`create_engine`, because an exception raised inside a TensorRT callback cannot reach the
+    user as one line), ``write_calibration_cache`` writes TensorRT's bytes atomically. ``cuda`` is the runtime's
+    CUDA helper (:func:`edgedet.runtime.trt_engine.load_cuda`).
+    """
+    base = trt.IInt8EntropyCalibrator2 if algorithm == "entropy" else trt.IInt8MinMaxCalibrator
+    shape = (batch_size, *input_shape[1:])
+    nbytes = int(np.prod(shape))
+
+    class _Calibrator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.cache_path = Path(cache_path)
+            self.batches = _full_batches(batches, batch_size, shape)
+            self.device_ptr = cuda.malloc(nbytes)
+            self.stream = cuda.stream_create()
+            self.host = cuda.malloc_host(nbytes)
+            self.count = 0
+            self.error: Exception | None = None
+
+        def get_batch_size(self) -> int:
+            return batch_size
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            try:
+                batch = next(self.batches)
+            except StopIteration:
+                return None
+            except Exception as e:  # noqa: BLE001 - end calibration here; the builder then fails, we report why
+                self.error = e
+                return None
+            np.copyto(self.host, batch.reshape(-1))
+            cuda.memcpy_htod_async(self.device_ptr, self.host, self.stream)
+            cuda.stream_sync(self.stream)
+            self.count += batch_size
+            _log.info("calibration: %d images", self.count)
+            return [self.device_ptr]
+
+        def read_calibration_cache(self) -> bytes | None:
+            return self.cache_path.read_bytes() if self.cache_path.is_file() else None
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            from edgedet.fileio import atomic_write_bytes
+
+            atomic_write_bytes(self.cache_path, bytes(cache))
+            _log.info("calibration cache written: %s", self.cache_path)
+
+        def free(self) -> None:
+            if self.device_ptr is not None:
+                cuda.free(self.device_ptr)
+                cuda.free_host(self.host)
+                cuda.stream_destroy(self.stream)
+                self.device_ptr = None
+
+    return _Calibrator()
+
+
+def create_engine(trt: Any, builder: Any, network: Any, plan: PrecisionPlan, profile: tuple, *,
+                  workspace_gb: float | None = None, dla: int | None = None, timing_cache: str | Path | None = None,
+                  calibrator: Any = None, calib_batch: int | None = None) -> bytes:
+    """Configure the builder and build: the serialized plan's bytes (:class:`BackendError` when TensorRT
+    returns None; the reason is in the TensorRT log)."""
+    from edgedet.fileio import atomic_write_bytes
+
+    config = builder.create_builder_config()
+    if workspace_gb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if plan.fp16_flag:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if plan.int8_flag:
+        config.set_flag(trt.BuilderFlag.INT8)
+    inp = network.get_input(0)
+    lo, opt, hi = profile
+    if _dim(tuple(inp.shape)[0]) < 0:
+        prof = builder.create_optimization_profile()
+        prof.set_shape(inp.name, lo, opt, hi)
+        config.add_optimization_profile(prof)
+        if calibrator is not None:  # calibration runs at one shape: the calibrator's batch
+            cal = builder.create_optimization_profile()
+            shape = (calib_batch, *lo[1:])
+            cal.set_shape(inp.name, shape, shape, shape)
+            config.set_calibration_profile(cal)
+    if calibrator is not None:
+        config.int8_calibrator = calibrator
+    if dla is not None:
+        cores = int(getattr(builder, "num_DLA_cores", 0))
+        if cores == 0:
+            raise BackendError("--dla: this device has no DLA cores (Jetson AGX Xavier/Xavier NX/AGX Orin/Orin NX "
+                               "have them; Orin Nano and desktop GPUs do not)")
+        if not 0 <= dla < cores:
+            raise EdgedetError(f"--dla {dla}: this device has DLA cores 0..{cores - 1}")
+        if plan.precision == "fp32":
+            raise EdgedetError("DLA runs FP16 or INT8 only: add --fp16 (TensorRT 10) or build an .fp16.onnx")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = dla
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    cache = None
+    if timing_cache is not None:
+        tc = Path(timing_cache)
+        cache = config.create_timing_cache(tc.read_bytes() if tc.is_file() else b"")
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise EdgedetError(f"TensorRT refused the timing cache {tc} (made by another TensorRT version or GPU?); "
+                               "delete it and build again")
+    data = builder.build_serialized_network(network, config)
+    if data is None:
+        err = getattr(calibrator, "error", None)
+        why = f"calibration images failed: {err}" if err else "see the TensorRT errors logged above"
+        raise BackendError(f"TensorRT could not build the engine ({why})")
+    if cache is not None:
+        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    return bytes(data)
+
+
+def device_name(device: int = 0) -> str:
+    """The GPU's name from cuda-python (or pycuda), for the sidecar; ``"unknown"`` if neither says."""
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
+        err, prop = cudart.cudaGetDeviceProperties(device)
+        if int(getattr(err, "value", err)) == 0:
+            name = prop.name
+            return (name.split(b"\0", 1)[0].decode() if isinstance(name, bytes) else str(name)).strip()
+    except Exception:  # noqa: BLE001 - the name is informational
+        pass
+    try:
+        import pycuda.driver as drv
+
+        drv.init()
+        return str(drv.Device(device).name())
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole build.
+
+
+@dataclass
+class BuildResult:
+    plan: Path
+    sidecar: Path
+    precision: str
+    tensorrt: str
+    device: str
+    seconds: float
+    calibrated: bool
+    size_bytes: int
+
+
+def _write_outputs(opts: BuildOptions, prep: Prepared, data: bytes, meta_update: dict) -> tuple[Path, Path]:
+    from edgedet.fileio import atomic_path, atomic_write_json
+    from edgedet.runtime.metadata import sidecar_path
+
+    plan = opts.plan_path
+    with atomic_path(plan, overwrite=opts.force) as tmp:
+        tmp.write_bytes(data)
+    meta = {**prep.metadata, **meta_update}
+    side = sidecar_path(plan)
+    atomic_write_json(side, meta, overwrite=True)
+    return plan, side
+
+
+def build_engine(opts: BuildOptions) -> BuildResult:
+    """ONNX → plan + sidecar (see the module docstring). Raises :class:`EdgedetError`/:class:`BackendError`."""
+    prep = prepare(opts)  # every check that needs no TensorRT, first
+    trt = import_tensorrt()
+    t0 = time.perf_counter()
+    features = tensorrt_features(trt.__version__)
+    plan = resolve_precision(features, prep.graph, fp16=opts.fp16, int8=opts.int8)
+    builder, network, _parser = create_network(opts.onnx, strongly_typed=plan.strongly_typed, trt=trt)
+    profile = batch_profile(tuple(network.get_input(0).shape), opts.min_batch, opts.opt_batch, opts.max_batch,
+                            prep.metadata)
+    calibrator, calib_batch, cuda = None, None, None
+    calibrated = False
+    try:
+        from edgedet.runtime.trt_engine import load_cuda
+
+        if opts.device != 0 or plan.calibrate:  # TensorRT builds on the current device; select it
+            cuda = load_cuda(opts.device)
+            cuda.activate()
+        if plan.calibrate:
+            from edgedet.calib.trt_cache import check_cache
+
+            cache = opts.cache_path
+            if cache.is_file():
+                check_cache(cache, expected_algorithm=opts.calibrator, trt_version=trt.__version__,
+                            tensor_names=network_tensor_names(network))
+                _log.info("using calibration cache %s (no images needed)", cache)
+                batches: Iterable[np.ndarray] = iter(())
+            elif opts.calib_batches is not None:
+                batches = opts.calib_batches
+            elif opts.calib_images is not None:
+                batches = None  # set below, once the batch size is known
+            else:
+                raise EdgedetError("--int8 needs --calib-images DIR (or a calibration cache)")
+            lo, _opt, hi = profile
+            fixed = lo[0] == hi[0] and _dim(tuple(network.get_input(0).shape)[0]) > 0
+            calib_batch = lo[0] if fixed else max(lo[0], min(opts.calib_batch, hi[0]))
+            if batches is None:
+                batches = folder_batches(opts.calib_images, prep.metadata, tuple(lo[1:3]), calib_batch,
+                                         opts.calib_max_images)
+            calibrator = make_calibrator(trt, opts.calibrator, batches, calib_batch, lo, cache, cuda)
+            calibrated = not cache.is_file()
+        data = create_engine(trt, builder, network, plan, profile, workspace_gb=opts.workspace_gb, dla=opts.dla,
+                             timing_cache=opts.timing_cache, calibrator=calibrator, calib_batch=calib_batch)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+        if cuda is not None:
+            cuda.deactivate()
+            cuda.release()
+    seconds = time.perf_counter() - t0
+    lo, opt, hi = profile
+    dynamic = _dim(tuple(network.get_input(0).shape)[0]) < 0
+    name = device_name(opts.device)
+    build_opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
+                  if k not in ("calib_batches", "force", "onnx", "out") and v is not None}
+    meta_update = {
+        "precision": plan.precision,
+        "tensorrt": trt.__version__,
+        "device": name,
+        "batch": {"dynamic": True, "min": lo[0], "opt": opt[0], "max": hi[0]} if dynamic
+        else {"dynamic": False, "size": lo[0]},
+        "build": {**build_opts, "strongly_typed": plan.strongly_typed, "fp16_flag": plan.fp16_flag,
+                  "int8_flag": plan.int8_flag, "calibrated": calibrated, "source": Path(opts.onnx).name,
+                  "built_in_s": round(seconds, 2)},
+    }
+    if isinstance(prep.metadata.get("versions"), dict):
+        meta_update["versions"] = {**prep.metadata["versions"], "tensorrt": trt.__version__}
+    plan_path, side = _write_outputs(opts, prep, data, meta_update)
+    return BuildResult(plan=plan_path, sidecar=side, precision=plan.precision, tensorrt=trt.__version__, device=name,
+                       seconds=seconds, calibrated=calibrated, size_bytes=len(data))
