@@ -1,0 +1,390 @@
+"""TensorRT engine builder (export/trt_builder.py), its cache format (calib/trt_cache.py) and ``edgedet build``.
+
+Without TensorRT: the calibration cache bit for bit, cache mismatch detection, the version table, precision
+rules, the batch profile, option checks through the CLI, and the one line printed where TensorRT is absent.
+With TensorRT (``tensorrt`` marker, needs a GPU too): FP32 and FP16 plans built by ``edgedet build`` from a
+tiny contract graph, loaded by the runtime's TrtEngine and compared with ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+
+import numpy as np
+import pytest
+from conftest import run_edgedet
+
+from edgedet.calib.trt_cache import (CacheHeader, check_cache, decode_scale, encode_scale, format_cache, read_cache,
+                                     version_tag, write_cache)
+from edgedet.errors import EdgedetError
+from edgedet.export.trt_builder import (BuildOptions, batch_profile, graph_precision, prepare, resolve_precision,
+                                        tensorrt_features)
+
+H, W, K = 8, 8, 10
+IR_VERSION = 8
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _contract_graph(path, batch, *, fp16: bool = False, qdq: bool = False, meta: dict | None = None) -> None:
+    """uint8 NHWC ``images`` → the four contract outputs, each a fixed slice of the scaled input; ``fp16``
+    computes the scores in float16 (FP32 I/O, as edgedet's FP16 export), ``qdq`` adds a Q/DQ pair."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(v), name))  # noqa: E731
+    n = helper.make_node
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    nodes = [n("Cast", ["images"], ["f"], to=TensorProto.FLOAT), c("fs", i64(0, -1)), n("Reshape", ["f", "fs"], ["flat"]),
+             c("zero", i64(0)), c("one", i64(1)), c("k", i64(K)), c("k4", i64(4 * K)), c("bs", i64(0, K, 4)),
+             n("Slice", ["flat", "zero", "k4", "one"], ["s4k"]), n("Reshape", ["s4k", "bs"], ["boxes"]),
+             n("Slice", ["flat", "zero", "k", "one"], ["sk"]),
+             n("Cast", ["sk"], ["labels"], to=TensorProto.INT32),
+             n("Slice", ["flat", "zero", "one", "one"], ["s1"]), n("Cast", ["s1"], ["num_dets"], to=TensorProto.INT32)]
+    if fp16:
+        nodes += [n("Cast", ["sk"], ["sk16"], to=TensorProto.FLOAT16), c("div16", np.array(255.0, np.float16)),
+                  n("Div", ["sk16", "div16"], ["sc16"]), n("Cast", ["sc16"], ["scores"], to=TensorProto.FLOAT)]
+    elif qdq:
+        nodes += [c("sc", np.array(1.0, np.float32)), c("zp", np.array(0, np.int8)),
+                  n("QuantizeLinear", ["sk", "sc", "zp"], ["q"]), n("DequantizeLinear", ["q", "sc", "zp"], ["dq"]),
+                  c("div", np.array(255.0, np.float32)), n("Div", ["dq", "div"], ["scores"])]
+    else:
+        nodes += [c("div", np.array(255.0, np.float32)), n("Div", ["sk", "div"], ["scores"])]
+    graph = helper.make_graph(nodes, "contract", [
+        helper.make_tensor_value_info("images", TensorProto.UINT8, [batch, H, W, 3])], [
+        helper.make_tensor_value_info("num_dets", TensorProto.INT32, [batch, 1]),
+        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch, K, 4]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, K]),
+        helper.make_tensor_value_info("labels", TensorProto.INT32, [batch, K])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION), str(path))
+    if meta is not None:
+        path.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def _one_line(e: pytest.ExceptionInfo) -> str:
+    assert "\n" not in str(e.value), str(e.value)
+    return str(e.value)
+
+
+# --- calibration cache ------------------------------------------------------------------------------
+
+
+def test_version_tags_match_tensorrt_encoding() -> None:
+    assert version_tag("10.3.0") == "100300"  # JetPack 6's; the header NVIDIA's TAO caches carry
+    assert version_tag("10.12.0.36") == "101200"
+    assert version_tag("11.0.0") == "110000"
+    assert version_tag("8.5.1.7") == "8501"  # before 10: major*1000 + minor*100 + patch
+    assert version_tag("100300") == "100300"
+
+
+def test_scale_encoding_is_big_endian_float32_bits() -> None:
+    assert encode_scale(1.0) == "3f800000"
+    assert encode_scale(-2.0) == "c0000000"
+    assert decode_scale("3c010a14") == struct.unpack(">f", bytes.fromhex("3c010a14"))[0]
+    with pytest.raises(ValueError):
+        decode_scale("3c010a1")
+    with pytest.raises(EdgedetError):
+        encode_scale(float("nan"))
+
+
+def test_cache_round_trip_is_bit_exact(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.uniform(1e-6, 10, 50).astype(np.float32)
+    names = ["images", "/backbone/conv1/Conv_output_0", "(Unnamed Layer* 3) [Convolution]_output", "a: b"]
+    names += [f"t{i}" for i in range(len(values) - len(names))]
+    scales = {n: float(v) for n, v in zip(names, values)}
+    path = write_cache(tmp_path / "m.calib", "10.3.0", "EntropyCalibration2", scales)
+    text = path.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "TRT-100300-EntropyCalibration2" and text.endswith("\n")
+    assert lines[2] == f"/backbone/conv1/Conv_output_0: {struct.pack('>f', values[1]).hex()}"
+    header, back = read_cache(path)
+    assert header == CacheHeader("100300", "EntropyCalibration2") and str(header) == lines[0]
+    assert list(back) == names  # order kept, names with ': ' split on the last one
+    got = np.array(list(back.values()), np.float32)
+    assert got.view(np.uint32).tolist() == values.view(np.uint32).tolist()
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temp file left
+
+
+def test_reads_a_cache_written_by_tensorrt() -> None:
+    from edgedet.calib.trt_cache import parse_cache
+
+    header, scales = parse_cache("TRT-8501-EntropyCalibration2\nimages: 3c010a14\nout: 3d8f2c51\n")
+    assert str(header) == "TRT-8501-EntropyCalibration2" and set(scales) == {"images", "out"}
+    assert np.float32(scales["images"]).view(np.uint32) == 0x3C010A14
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("", "not a TensorRT calibration cache"),
+    ("images: 3c010a14\n", "not a TensorRT calibration cache"),
+    ("TRT-100300-EntropyCalibration2\nimages 3c010a14\n", "line 2"),
+    ("TRT-100300-EntropyCalibration2\nimages: zz010a14\n", "line 2"),
+])
+def test_malformed_caches_are_one_line(tmp_path, text, expect) -> None:
+    (tmp_path / "c").write_text(text)
+    with pytest.raises(EdgedetError, match=expect) as e:
+        read_cache(tmp_path / "c")
+    _one_line(e)
+
+
+def test_check_cache_detects_foreign_caches(tmp_path) -> None:
+    net = ["images", "conv_out", "scores"]
+    path = write_cache(tmp_path / "m.calib", "10.3.0", "EntropyCalibration2", {"images": 0.5, "conv_out": 0.25})
+    header, scales = check_cache(path, expected_algorithm="entropy", trt_version="10.3.0", tensor_names=net)
+    assert header.algorithm == "EntropyCalibration2" and scales == {"images": 0.5, "conv_out": 0.25}
+    with pytest.raises(EdgedetError, match="for TensorRT 100300.*this is TensorRT 10.12.0") as e:
+        check_cache(path, expected_algorithm="entropy", trt_version="10.12.0", tensor_names=net)
+    _one_line(e)
+    with pytest.raises(EdgedetError, match="made by EntropyCalibration2, not MinMaxCalibration"):
+        check_cache(path, expected_algorithm="minmax", trt_version="10.3.0", tensor_names=net)
+    with pytest.raises(EdgedetError, match="another model"):
+        check_cache(path, expected_algorithm="entropy", trt_version="10.3.0", tensor_names=["images", "other"])
+    empty = write_cache(tmp_path / "e.calib", "10.3.0", "EntropyCalibration2", {})
+    with pytest.raises(EdgedetError, match="no scales"):
+        check_cache(empty, expected_algorithm="entropy", trt_version="10.3.0", tensor_names=net)
+    with pytest.raises(EdgedetError, match="cannot read calibration cache"):
+        read_cache(tmp_path / "absent.calib")
+
+
+# --- versions, precision, profile -------------------------------------------------------------------
+
+
+def test_tensorrt_feature_table() -> None:
+    assert tensorrt_features("10.3.0") == (10, 3, 0, False, True, True)
+    assert tensorrt_features("10.12.0") == (10, 12, 0, False, True, True)
+    assert tensorrt_features("10.12.0.36") == (10, 12, 0, False, True, True)
+    f11 = tensorrt_features("11.0.0")
+    assert f11 == (11, 0, 0, True, False, False) and f11.strongly_typed_only
+    with pytest.raises(EdgedetError, match="too old"):
+        tensorrt_features("8.5.2")
+
+
+def test_precision_rules() -> None:
+    t10, t11 = tensorrt_features("10.3.0"), tensorrt_features("11.0.0")
+    p = resolve_precision(t11, "fp16", fp16=True, int8=False)
+    assert (p.precision, p.strongly_typed, p.fp16_flag, p.int8_flag, p.calibrate) == ("fp16", True, False, False, False)
+    assert resolve_precision(t11, "fp32", fp16=False, int8=False).precision == "fp32"
+    assert resolve_precision(t11, "int8", fp16=False, int8=True).precision == "int8"
+    with pytest.raises(EdgedetError, match=r"export --fp16.*\.fp16\.onnx") as e:
+        resolve_precision(t11, "fp32", fp16=True, int8=False)
+    _one_line(e)
+    with pytest.raises(EdgedetError, match="Q/DQ"):
+        resolve_precision(t11, "fp32", fp16=False, int8=True)
+    p = resolve_precision(t10, "fp32", fp16=True, int8=False)
+    assert (p.precision, p.strongly_typed, p.fp16_flag, p.int8_flag) == ("fp16", False, True, False)
+    p = resolve_precision(t10, "fp32", fp16=False, int8=True)
+    assert (p.precision, p.int8_flag, p.calibrate) == ("int8", True, True)
+    p = resolve_precision(t10, "int8", fp16=False, int8=False)  # Q/DQ graph: explicit quantization, no calibrator
+    assert (p.precision, p.int8_flag, p.calibrate) == ("int8", True, False)
+    assert resolve_precision(t10, "fp32", fp16=False, int8=False) == resolve_precision(t10, "fp32", fp16=False, int8=False)
+    assert resolve_precision(t10, "fp16", fp16=False, int8=False).fp16_flag  # an FP16 graph keeps FP16 kernels
+
+
+def test_graph_precision(tmp_path) -> None:
+    import onnx
+
+    for kind, want in (({}, "fp32"), ({"fp16": True}, "fp16"), ({"qdq": True}, "int8")):
+        _contract_graph(tmp_path / "m.onnx", 1, **kind)
+        assert graph_precision(onnx.load(str(tmp_path / "m.onnx"))) == want
+
+
+def test_batch_profile_dynamic() -> None:
+    shape = ("batch", H, W, 3)
+    assert batch_profile(shape, None, None, None, {"batch": {"dynamic": True, "max": 8}}) == (
+        (1, H, W, 3), (8, H, W, 3), (8, H, W, 3))
+    assert batch_profile((-1, H, W, 3), 2, 4, 16, {"batch": {"max": 8}}) == ((2, H, W, 3), (4, H, W, 3), (16, H, W, 3))
+    assert batch_profile((0, H, W, 3), None, None, None, None) == ((1, H, W, 3),) * 3
+    assert batch_profile((-1, H, W, 3), None, 3, None, None)[2] == (3, H, W, 3)
+    for lo, opt, hi in ((4, None, 2), (1, 5, 4), (3, 2, 4)):
+        with pytest.raises(EdgedetError, match="min <= opt <= max") as e:
+            batch_profile(shape, lo, opt, hi, None)
+        _one_line(e)
+    with pytest.raises(EdgedetError, match="at least 1"):
+        batch_profile(shape, 0, None, 4, None)
+
+
+def test_batch_profile_fixed_and_bad_inputs() -> None:
+    assert batch_profile((2, H, W, 3), None, None, None, {"batch": {"size": 2}}) == ((2, H, W, 3),) * 3
+    assert batch_profile((2, H, W, 3), 2, 2, 2, None) == ((2, H, W, 3),) * 3
+    with pytest.raises(EdgedetError, match="fixed batch of 2, so --max-batch 8") as e:
+        batch_profile((2, H, W, 3), None, None, 8, None)
+    assert "--dynamic-batch" in _one_line(e)
+    with pytest.raises(EdgedetError, match="engine contract"):
+        batch_profile((1, 3, H, W), None, None, None, None)
+    with pytest.raises(EdgedetError, match="engine contract"):
+        batch_profile((1, -1, -1, 3), None, None, None, None)
+
+
+def test_prepare_checks_without_tensorrt(tmp_path) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    _contract_graph(onnx_path, "batch", meta={"batch": {"dynamic": True, "max": 4}, "precision": "fp32"})
+    prep = prepare(BuildOptions(onnx_path))
+    assert (prep.graph, prep.input_name, prep.profile[2][0]) == ("fp32", "images", 4)
+    assert BuildOptions(onnx_path).plan_path == tmp_path / "m.plan"
+    assert BuildOptions(tmp_path / "m.fp16.onnx").plan_path == tmp_path / "m.fp16.plan"
+    (tmp_path / "m.plan").write_bytes(b"old")
+    with pytest.raises(EdgedetError, match="--force"):
+        prepare(BuildOptions(onnx_path))
+    prepare(BuildOptions(onnx_path, force=True))
+    with pytest.raises(EdgedetError, match="--calib-images"):
+        prepare(BuildOptions(onnx_path, force=True, int8=True))
+    # a calibration cache beside the ONNX is enough to ask for INT8 (it is checked once TensorRT parsed the net)
+    write_cache(tmp_path / "m.calib", "10.3.0", "EntropyCalibration2", {"images": 1.0})
+    assert prepare(BuildOptions(onnx_path, force=True, int8=True)).graph == "fp32"
+    _contract_graph(tmp_path / "q.onnx", 1, qdq=True)
+    assert prepare(BuildOptions(tmp_path / "q.onnx", int8=True)).graph == "int8"
+    with pytest.raises(EdgedetError, match="not found"):
+        prepare(BuildOptions(tmp_path / "absent.onnx"))
+    with pytest.raises(EdgedetError, match="overwrite its ONNX"):
+        prepare(BuildOptions(onnx_path, out=onnx_path))
+    (tmp_path / "bad.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(EdgedetError, match="cannot read"):
+        prepare(BuildOptions(tmp_path / "bad.onnx"))
+
+
+def test_full_batches_regroups_any_stream() -> None:
+    from edgedet.export.trt_builder import _full_batches
+
+    stream = [np.full((3, H, W, 3), i, np.uint8) for i in range(3)]  # 9 images → two batches of 4
+    out = list(_full_batches(iter(stream), 4, (4, H, W, 3)))
+    assert [b.shape for b in out] == [(4, H, W, 3)] * 2 and out[0].flags.c_contiguous
+    assert out[1][:, 0, 0, 0].tolist() == [1, 1, 2, 2]
+    with pytest.raises(EdgedetError, match="not uint8"):
+        list(_full_batches([np.zeros((2, H, W, 3), np.float32)], 2, (2, H, W, 3)))
+
+
+# --- CLI --------------------------------------------------------------------------------------------
+
+
+def _assert_one_line_error(r, *needles: str) -> None:
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgedet build: error:"), r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_cli_option_errors_are_one_line(tmp_path) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    _contract_graph(onnx_path, "batch", meta={"batch": {"dynamic": True, "max": 4}})
+    _assert_one_line_error(run_edgedet("build", str(onnx_path), "--min-batch", "4", "--max-batch", "2"),
+                           "min <= opt <= max")
+    _assert_one_line_error(run_edgedet("build", str(onnx_path), "--int8"), "--calib-images")
+    _assert_one_line_error(run_edgedet("build", str(tmp_path / "absent.onnx")), "not found")
+    _contract_graph(tmp_path / "f.onnx", 1)
+    _assert_one_line_error(run_edgedet("build", str(tmp_path / "f.onnx"), "--max-batch", "4"), "fixed batch of 1")
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_cli_without_tensorrt_names_the_target_device(tmp_path) -> None:
+    _contract_graph(tmp_path / "m.onnx", 1)
+    r = run_edgedet("build", str(tmp_path / "m.onnx"))
+    _assert_one_line_error(r, "TensorRT is not installed here", "run edgedet build on the target device",
+                           "pip install edgedet[tensorrt] or JetPack")
+    assert not (tmp_path / "m.plan").exists()
+
+
+# --- with TensorRT (and a GPU) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def need_cuda_binding():
+    from edgedet.errors import BackendError
+    from edgedet.runtime.trt_engine import load_cuda
+
+    try:
+        load_cuda(0).release()
+    except BackendError as e:
+        pytest.skip(str(e))
+
+
+def _compare_with_onnxruntime(onnx_path, plan_path, batch, *, rtol) -> None:
+    from edgedet.runtime.onnx_engine import OUTPUT_NAMES
+    from edgedet.runtime.trt_engine import TrtEngine
+
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(batch).integers(0, 256, (batch, H, W, 3), dtype=np.uint8)
+    want = sess.run(list(OUTPUT_NAMES), {"images": images})
+    with TrtEngine(plan_path) as eng:
+        got = eng(images)
+    for g, w, name in zip(got, want, OUTPUT_NAMES):
+        assert g.dtype == w.dtype and g.shape == w.shape, name
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol, err_msg=name)
+
+
+@pytest.mark.tensorrt
+def test_build_fp32_dynamic_plan_matches_onnxruntime(tmp_path, need_cuda_binding) -> None:
+    import tensorrt as trt
+
+    onnx_path = tmp_path / "m.onnx"
+    _contract_graph(onnx_path, "batch", meta={"batch": {"dynamic": True, "max": 4}, "precision": "fp32",
+                                              "versions": {"onnx": "x"}})
+    r = run_edgedet("build", str(onnx_path), "--timing-cache", str(tmp_path / "t.cache"), "--workspace", "1")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["precision"] == "fp32" and meta["tensorrt"] == trt.__version__ and meta["device"] != "unknown"
+    assert meta["batch"] == {"dynamic": True, "min": 1, "opt": 4, "max": 4}
+    assert meta["versions"]["tensorrt"] == trt.__version__
+    assert (tmp_path / "t.cache").stat().st_size > 0
+    for batch in (1, 3):
+        _compare_with_onnxruntime(onnx_path, tmp_path / "m.plan", batch, rtol=1e-6)
+    r = run_edgedet("build", str(onnx_path))
+    _assert_one_line_error(r, "--force")
+    r = run_edgedet("build", str(onnx_path), "--force", "--timing-cache", str(tmp_path / "t.cache"))  # reuses the cache
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.tensorrt
+def test_build_fp16_plan_matches_onnxruntime(tmp_path, need_cuda_binding) -> None:
+    import tensorrt as trt
+
+    onnx_path = tmp_path / "m.fp16.onnx"
+    _contract_graph(onnx_path, 2, fp16=True, meta={"batch": {"dynamic": False, "size": 2}, "precision": "fp16"})
+    r = run_edgedet("build", str(onnx_path), "--fp16")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "m.fp16.json").read_text())
+    assert meta["precision"] == "fp16" and meta["batch"] == {"dynamic": False, "size": 2}
+    assert meta["build"]["strongly_typed"] == tensorrt_features(trt.__version__).strongly_typed_only
+    _compare_with_onnxruntime(onnx_path, tmp_path / "m.fp16.plan", 2, rtol=1e-3)
+
+
+@pytest.mark.tensorrt
+def test_fp16_flag_on_fp32_graph(tmp_path, need_cuda_binding) -> None:
+    """TensorRT 11: an error naming the .fp16.onnx; TensorRT 10: the builder flag gives an FP16 plan."""
+    import tensorrt as trt
+
+    onnx_path = tmp_path / "m.onnx"
+    _contract_graph(onnx_path, 1)
+    r = run_edgedet("build", str(onnx_path), "--fp16")
+    if tensorrt_features(trt.__version__).strongly_typed_only:
+        _assert_one_line_error(r, "export --fp16")
+    else:
+        assert r.returncode == 0, r.stderr
+        assert json.loads((tmp_path / "m.json").read_text())["precision"] == "fp16"
+        _compare_with_onnxruntime(onnx_path, tmp_path / "m.plan", 1, rtol=1e-2)
+
+
+@pytest.mark.tensorrt
+def test_int8_calibration_writes_and_reuses_a_checked_cache(tmp_path, need_cuda_binding) -> None:
+    """TensorRT 10 only: calibrate from batches, then rebuild from the cache alone; a cache for another
+    algorithm is refused."""
+    import tensorrt as trt
+
+    from edgedet.export.trt_builder import build_engine
+
+    if not tensorrt_features(trt.__version__).has_calibrators:
+        pytest.skip("TensorRT 11 has no calibrators")
+    onnx_path = tmp_path / "m.onnx"
+    _contract_graph(onnx_path, "batch", meta={"batch": {"dynamic": True, "max": 4}})
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (3, H, W, 3), dtype=np.uint8) for _ in range(4)]
+    res = build_engine(BuildOptions(onnx_path, int8=True, calib_batches=batches, calib_batch=4))
+    assert res.calibrated and res.precision == "int8"
+    header, scales = read_cache(tmp_path / "m.calib")
+    assert str(header) == f"TRT-{version_tag(trt.__version__)}-EntropyCalibration2" and scales
+    res = build_engine(BuildOptions(onnx_path, int8=True, force=True))
+    assert not res.calibrated
+    with pytest.raises(EdgedetError, match="MinMaxCalibration"):
+        build_engine(BuildOptions(onnx_path, int8=True, force=True, calibrator="minmax"))
