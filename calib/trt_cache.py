@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from edgedet.errors import EdgedetError
 from edgedet.fileio import atomic_write_text

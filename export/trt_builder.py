@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -226,7 +227,6 @@ def prepare(opts: BuildOptions) -> Prepared:
     """Check the options against the ONNX file before TensorRT is imported, so every user mistake is one
     line on any machine (and before minutes of building)."""
     import onnx
-
     from edgedet.runtime.metadata import read_metadata
 
     src = Path(opts.onnx)
@@ -353,8 +353,9 @@ def folder_batches(folder: str | Path, metadata: dict, size: tuple[int, int], ba
     """Calibration batches from an image folder, resized as the runtime resizes (the metadata's stretch or
     letterbox and pad value), so the calibrator sees what the engine will see. A stand-in until the
     calibration image sources of :mod:`edgedet.calib` can be passed as ``BuildOptions.calib_batches``."""
-    from edgedet.data.imageio import read_image
     from edgedet.runtime.preprocess import preprocess_batch
+
+    from edgedet.data.imageio import read_image
 
     exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in exts)[:max_images]
@@ -446,7 +447,7 @@ def create_engine(trt: Any, builder: Any, network: Any, plan: PrecisionPlan, pro
         config.set_flag(trt.BuilderFlag.INT8)
     inp = network.get_input(0)
     lo, opt, hi = profile
-    if _dim(tuple(inp.shape)[0]) < 0:
+    if _dim(next(iter(inp.shape))) < 0:
         prof = builder.create_optimization_profile()
         prof.set_shape(inp.name, lo, opt, hi)
         config.add_optimization_profile(prof)
@@ -497,8 +498,8 @@ def device_name(device: int = 0) -> str:
         if int(getattr(err, "value", err)) == 0:
             name = prop.name
             return (name.split(b"\0", 1)[0].decode() if isinstance(name, bytes) else str(name)).strip()
-    except Exception:  # noqa: BLE001 - the name is informational
-        pass
+    except Exception as e:  # noqa: BLE001 - the name is informational
+        _log.debug("no device name from cuda-python: %s", e)
     try:
         import pycuda.driver as drv
 
@@ -525,8 +526,9 @@ class BuildResult:
 
 
 def _write_outputs(opts: BuildOptions, prep: Prepared, data: bytes, meta_update: dict) -> tuple[Path, Path]:
-    from edgedet.fileio import atomic_path, atomic_write_json
     from edgedet.runtime.metadata import sidecar_path
+
+    from edgedet.fileio import atomic_path, atomic_write_json
 
     plan = opts.plan_path
     with atomic_path(plan, overwrite=opts.force) as tmp:
@@ -571,7 +573,7 @@ def build_engine(opts: BuildOptions) -> BuildResult:
             else:
                 raise EdgedetError("--int8 needs --calib-images DIR (or a calibration cache)")
             lo, _opt, hi = profile
-            fixed = lo[0] == hi[0] and _dim(tuple(network.get_input(0).shape)[0]) > 0
+            fixed = lo[0] == hi[0] and _dim(next(iter(network.get_input(0).shape))) > 0
             calib_batch = lo[0] if fixed else max(lo[0], min(opts.calib_batch, hi[0]))
             if batches is None:
                 batches = folder_batches(opts.calib_images, prep.metadata, tuple(lo[1:3]), calib_batch,
@@ -588,10 +590,11 @@ def build_engine(opts: BuildOptions) -> BuildResult:
             cuda.release()
     seconds = time.perf_counter() - t0
     lo, opt, hi = profile
-    dynamic = _dim(tuple(network.get_input(0).shape)[0]) < 0
+    dynamic = _dim(next(iter(network.get_input(0).shape))) < 0
     name = device_name(opts.device)
-    build_opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
-                  if k not in ("calib_batches", "force", "onnx", "out") and v is not None}
+    # fields() rather than asdict(): asdict deep-copies, and calib_batches may be a generator
+    build_opts = {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)
+                  if f.name not in ("calib_batches", "force", "onnx", "out") and (v := getattr(opts, f.name)) is not None}
     meta_update = {
         "precision": plan.precision,
         "tensorrt": trt.__version__,

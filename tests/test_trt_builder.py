@@ -15,12 +15,25 @@ import struct
 import numpy as np
 import pytest
 from conftest import run_edgedet
+from edgedet.calib.trt_cache import (
+    CacheHeader,
+    check_cache,
+    decode_scale,
+    encode_scale,
+    read_cache,
+    version_tag,
+    write_cache,
+)
+from edgedet.export.trt_builder import (
+    BuildOptions,
+    batch_profile,
+    graph_precision,
+    prepare,
+    resolve_precision,
+    tensorrt_features,
+)
 
-from edgedet.calib.trt_cache import (CacheHeader, check_cache, decode_scale, encode_scale, format_cache, read_cache,
-                                     version_tag, write_cache)
 from edgedet.errors import EdgedetError
-from edgedet.export.trt_builder import (BuildOptions, batch_profile, graph_precision, prepare, resolve_precision,
-                                        tensorrt_features)
 
 H, W, K = 8, 8, 10
 IR_VERSION = 8
@@ -33,9 +46,9 @@ def _contract_graph(path, batch, *, fp16: bool = False, qdq: bool = False, meta:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(v), name))  # noqa: E731
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(v), name))
     n = helper.make_node
-    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    i64 = lambda *v: np.array(v, np.int64)
     nodes = [n("Cast", ["images"], ["f"], to=TensorProto.FLOAT), c("fs", i64(0, -1)), n("Reshape", ["f", "fs"], ["flat"]),
              c("zero", i64(0)), c("one", i64(1)), c("k", i64(K)), c("k4", i64(4 * K)), c("bs", i64(0, K, 4)),
              n("Slice", ["flat", "zero", "k4", "one"], ["s4k"]), n("Reshape", ["s4k", "bs"], ["boxes"]),
@@ -290,8 +303,9 @@ def test_cli_without_tensorrt_names_the_target_device(tmp_path) -> None:
 
 @pytest.fixture
 def need_cuda_binding():
-    from edgedet.errors import BackendError
     from edgedet.runtime.trt_engine import load_cuda
+
+    from edgedet.errors import BackendError
 
     try:
         load_cuda(0).release()
@@ -371,7 +385,6 @@ def test_int8_calibration_writes_and_reuses_a_checked_cache(tmp_path, need_cuda_
     """TensorRT 10 only: calibrate from batches, then rebuild from the cache alone; a cache for another
     algorithm is refused."""
     import tensorrt as trt
-
     from edgedet.export.trt_builder import build_engine
 
     if not tensorrt_features(trt.__version__).has_calibrators:
