@@ -348,25 +348,16 @@ def _full_batches(batches: Iterable[np.ndarray], batch_size: int, shape: tuple[i
             pending, have = ([rest] if len(rest) else []), len(rest)
 
 
-def folder_batches(folder: str | Path, metadata: dict, size: tuple[int, int], batch: int,
+def folder_batches(source: str | Path, metadata: dict, size: tuple[int, int], batch: int,
                    max_images: int) -> Iterator[np.ndarray]:
-    """Calibration batches from an image folder, resized as the runtime resizes (the metadata's stretch or
-    letterbox and pad value), so the calibrator sees what the engine will see. A stand-in until the
-    calibration image sources of :mod:`edgedet.calib` can be passed as ``BuildOptions.calib_batches``."""
-    from edgedet.runtime.preprocess import preprocess_batch
+    """Calibration batches from an image folder, COCO JSON or video (:mod:`edgedet.calib.sources`), resized
+    as the runtime resizes (the metadata's stretch or letterbox and pad value), so the calibrator sees what
+    the engine will see."""
+    from edgedet.calib.sources import calibration_images, preprocessed_batches
 
-    from edgedet.data.imageio import read_image
-
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in exts)[:max_images]
-    if not files:
-        raise EdgedetError(f"--calib-images: no images in {folder}")
     inp = metadata.get("input", {})
     mode, pad = inp.get("resize", "stretch"), tuple(int(v) for v in inp.get("pad_value", (0, 0, 0)))
-    for i in range(0, len(files), batch):
-        images = [read_image(p) for p in files[i: i + batch]]
-        out, _ = preprocess_batch(images, size, mode, pad)
-        yield out.copy()
+    return preprocessed_batches(calibration_images(source, count=max_images), size, mode, pad, batch)
 
 
 def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], batch_size: int,

@@ -17,6 +17,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nms", choices=["onnx", "efficient"], default="onnx",
                    help="onnx: NonMaxSuppression op (ONNX Runtime, TensorRT>=8.5); efficient: EfficientNMS_TRT plugin (TensorRT)")
     p.add_argument("--fp16", action="store_true", help="also write <name>.fp16.onnx (FP16 compute, FP32 I/O and NMS)")
+    p.add_argument("--int8", action="store_true", help="also write <name>.int8.onnx: Q/DQ INT8 calibrated on --calib-images")
+    p.add_argument("--calib-images", help="calibration source: image folder, COCO JSON or video")
+    p.add_argument("--calib-count", type=int, default=256, help="calibration images (default 256)")
+    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="percentile")
     p.add_argument("--score-thresh", type=float, default=0.25)
     p.add_argument("--iou-thresh", type=float, default=0.45)
     p.add_argument("--max-dets", type=int, default=100)
@@ -42,25 +46,31 @@ def run(args: argparse.Namespace) -> int:
     opts = ExportOptions(
         model=args.model, weights=args.weights, imgsz=imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch,
         nms=NMSConfig(args.nms, args.score_thresh, args.iou_thresh, args.max_dets), fp16=args.fp16,
+        int8=args.int8, calib_images=args.calib_images, calib_count=args.calib_count, calib_method=args.calib_method,
         rpn_score_thresh=args.rpn_score_thresh, max_candidates=args.max_candidates, opset=args.opset,
         out_dir=args.out, name=args.name, force=args.force, verify=args.verify, verify_source=args.verify_source,
     )
     result = export_model(opts)
     summarize(result)
-    _tensorrt_step(result)
+    _tensorrt_step(result, args)
     if result.parity and not result.passed:
         raise EdgedetError("parity check failed (see the report above and in the sidecar JSON)")
     return 0
 
 
-def _tensorrt_step(result) -> None:
+def _tensorrt_step(result, args: argparse.Namespace) -> None:
+    """Build the plan right away where TensorRT is installed; elsewhere say how to build it on the device."""
     import importlib.util
 
     from edgedet import log
 
+    precision = next(p for p in ("int8", "fp16", "fp32") if p in result.artifacts)
+    flag = {"int8": " --int8", "fp16": " --fp16", "fp32": ""}[precision]
     if importlib.util.find_spec("tensorrt") is None:
-        onnx_path = result.artifacts.get("fp16", result.artifacts["fp32"])
-        log.note(f"TensorRT is not installed here; on the target device run: edgedet build {onnx_path}"
-                 f"{' --fp16' if 'fp16' in result.artifacts else ''}")
+        log.note(f"TensorRT is not installed here; on the target device run: edgedet build {result.artifacts[precision]}{flag}")
         return
-    log.note("TensorRT found; building plans is `edgedet build` (not part of this release yet)")
+    from edgedet.export.trt_builder import BuildOptions, build_engine
+
+    built = build_engine(BuildOptions(onnx=result.artifacts[precision], fp16=precision == "fp16",
+                                      int8=precision == "int8", force=args.force))
+    log.note(f"export: TensorRT plan {built.plan}")

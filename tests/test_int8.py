@@ -1,0 +1,101 @@
+"""INT8 Q/DQ export: accuracy against FP32 on the fixture model, TensorRT-friendly Q/DQ form, bad sources."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import run_edgedet
+from edgedet.errors import DataError
+from edgedet.export.nms import NMSConfig
+from edgedet.export.onnx_export import ExportOptions, export_model
+
+INT8_MAX_AP_DROP = 0.010  # 1.0 AP point, the tolerance `verify` gates INT8 on
+
+
+@pytest.fixture(scope="module")
+def int8_export(tiny_checkpoint, synth, tmp_path_factory):
+    """FP32 + INT8 at an evaluation threshold, calibrated on the *train* split only."""
+    opts = ExportOptions(model=None, weights=str(tiny_checkpoint), nms=NMSConfig("onnx", score_thresh=0.01),
+                         int8=True, calib_images=str(synth.train_json), calib_count=128,
+                         out_dir=str(tmp_path_factory.mktemp("int8")))
+    return export_model(opts)
+
+
+def _map(path, synth):
+    from edgedet.data import load_dataset
+    from edgedet.evaluate import evaluate_predictor
+    from edgedet.runtime import Detector
+
+    det = Detector(path, threads=2)
+    val = load_dataset(synth.val_json, synth.images_dir)
+    result, _ = evaluate_predictor(lambda ims: det(ims), val, det.class_names, progress=False)
+    return result.stats
+
+
+def test_int8_accuracy_within_one_ap_point(int8_export, synth):
+    fp32 = _map(int8_export.artifacts["fp32"], synth)
+    int8 = _map(int8_export.artifacts["int8"], synth)
+    print(f"\nsynthetic val: FP32 mAP {fp32['AP']:.4f} (AP50 {fp32['AP50']:.4f}); INT8 mAP {int8['AP']:.4f} (AP50 {int8['AP50']:.4f})")
+    assert fp32["AP50"] >= 0.6
+    assert fp32["AP"] - int8["AP"] <= INT8_MAX_AP_DROP, (fp32, int8)
+
+
+def test_qdq_form_is_what_tensorrt_needs(int8_export):
+    model = onnx.load(str(int8_export.artifacts["int8"]))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert q and dq
+    for node in q + dq:
+        zero_point = inits.get(node.input[2]) if len(node.input) > 2 else None
+        assert zero_point is None or not zero_point.any(), f"{node.name}: non-zero zero point"
+        assert zero_point is None or zero_point.dtype == np.int8
+    per_channel = [n for n in dq if n.input[0] in inits and inits[n.input[1]].size > 1]
+    assert per_channel, "per-channel weight scales"
+    produced_by = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.name.startswith("/normalize/") or node.input and node.input[0].startswith("nms/"):
+            for i in node.input:
+                assert getattr(produced_by.get(i), "op_type", "") != "DequantizeLinear", f"{node.name} is quantized"
+    assert any(n.op_type == "NonMaxSuppression" for n in model.graph.node)
+    assert int8_export.metadata["calibration"]["method"] == "percentile"
+
+
+def test_calibration_sources_fail_clearly(tmp_path, capsys):
+    from edgedet.calib.sources import calibration_images
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no calibration images"):
+        calibration_images(empty)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="no readable calibration images"):
+        calibration_images(bad)
+    with pytest.raises(DataError, match="not found"):
+        calibration_images(tmp_path / "missing")
+    few = tmp_path / "few"
+    few.mkdir()
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(few / f"{i}.png"), np.full((20, 20, 3), i * 50, np.uint8))
+    assert len(calibration_images(few, progress=False)) == 3
+    assert "recommended" in capsys.readouterr().err
+
+
+def test_calibration_from_video_and_seeded_subsets(synth):
+    from edgedet.calib.sources import calibration_images
+
+    frames = calibration_images(synth.video, count=10)
+    assert len(frames) == 10 and frames[0].shape == (240, 320, 3)
+    a = calibration_images(synth.train_json, count=20, seed=1, progress=False)
+    b = calibration_images(synth.train_json, count=20, seed=1, progress=False)
+    assert all((x == y).all() for x, y in zip(a, b))
+
+
+def test_cli_int8_needs_calibration_images(tiny_checkpoint, tmp_path):
+    proc = run_edgedet("export", "--weights", str(tiny_checkpoint), "--int8", "-o", str(tmp_path))
+    assert proc.returncode == 1 and "--calib-images" in proc.stderr and "Traceback" not in proc.stderr
