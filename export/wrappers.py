@@ -13,17 +13,24 @@ from edgedet.export.nms import NMSConfig
 RESIZE_MODE = {"ssd": "stretch", "fasterrcnn": "letterbox"}
 
 
+def set_thresholds(model: nn.Module, family: str, nms: NMSConfig) -> nn.Module:
+    """The engine's score/IoU thresholds and detection limit on eager ``model``."""
+    if family == "ssd":
+        model.score_thresh, model.nms_thresh, model.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
+    else:
+        rh = model.roi_heads
+        rh.score_thresh, rh.nms_thresh, rh.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
+    return model
+
+
 def configure_reference(model: nn.Module, family: str, input_size: tuple[int, int], nms: NMSConfig) -> nn.Module:
     """Make eager ``model`` see exactly what the engine sees, with the engine's thresholds."""
     h, w = input_size
     if family == "ssd":
         model.transform.fixed_size = (w, h)  # torchvision stores (W, H) here
-        model.score_thresh, model.nms_thresh, model.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
     else:
         model.transform.min_size, model.transform.max_size = (min(h, w),), max(h, w)
-        rh = model.roi_heads
-        rh.score_thresh, rh.nms_thresh, rh.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
-    return model
+    return set_thresholds(model, family, nms)
 
 
 def pad_value(model: nn.Module) -> list[int]:

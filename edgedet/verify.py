@@ -1,0 +1,156 @@
+"""``verify``: engines against the PyTorch reference on the same images, with a one-sided AP gate.
+
+The reference sees exactly what an engine sees: images resized on the host the way the engine's
+metadata says (stretch or letterbox), the engine's score/IoU thresholds and detection limit, and boxes
+mapped back to original pixels the same way. A second reference row runs torchvision's own transform
+on the original images, for information only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgedet.data.types import DetectionDataset
+from edgedet.errors import EdgedetError
+from edgedet.evaluate import EvalResult, evaluate_predictor, predict_dataset
+from edgedet.runtime.detections import Detections
+
+# One-sided tolerances in AP points by precision, as MMDeploy's regression tests gate.
+TOLERANCE_AP = {"fp32": 0.1, "fp16": 0.3, "int8": 1.0}
+
+
+@dataclass
+class VerifyRow:
+    name: str
+    precision: str
+    stats: dict[str, float]
+    ms_per_image: float
+    delta_ap: float | None = None  # AP points against the reference
+    tolerance: float | None = None
+    agreement: float | None = None  # box agreement with the reference (parity.compare)
+    passed: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class VerifyReport:
+    images: int
+    rows: list[VerifyRow] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed is not False for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"images": self.images, "passed": self.passed, "rows": [asdict(r) for r in self.rows]}
+
+
+class ResizedReference:
+    """The PyTorch predictor fed the engine's host-resized input; boxes mapped back like the runtime does."""
+
+    def __init__(self, predictor: Any, size: tuple[int, int], resize: str, pad: tuple[int, int, int]) -> None:
+        self.predictor, self.size, self.resize, self.pad = predictor, size, resize, pad
+
+    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
+        from edgedet.runtime.preprocess import preprocess_batch
+
+        batch, fits = preprocess_batch(images, self.size, self.resize, self.pad)
+        dets = self.predictor(list(batch))
+        return [Detections(fit.to_original(d.boxes), d.scores, d.labels) for d, fit in zip(dets, fits)]
+
+
+def _row(name: str, precision: str, result: EvalResult) -> VerifyRow:
+    return VerifyRow(name, precision, result.stats, result.ms_per_image)
+
+
+def verify(engines: list[str], model_name: str | None, weights: str, dataset: DetectionDataset, *,
+           tolerance: float | None = None, device: str | None = None, progress: bool = True) -> VerifyReport:
+    from edgedet.export.nms import NMSConfig
+    from edgedet.export.parity import compare
+    from edgedet.export.wrappers import configure_reference, set_thresholds
+    from edgedet.models import create_model, get_model_entry
+    from edgedet.reference import TorchPredictor, model_name_from_checkpoint
+    from edgedet.runtime import Detector
+
+    if not engines:
+        raise EdgedetError("give at least one --engine")
+    detectors = [Detector(p) for p in engines]
+    first = detectors[0].metadata
+    for det in detectors[1:]:
+        if det.input_size != detectors[0].input_size or det.metadata.get("nms") != first.get("nms"):
+            raise EdgedetError(f"{det.path.name} was exported with another input size or NMS settings than "
+                               f"{detectors[0].path.name}; verify them separately")
+    name = model_name or first.get("model") or model_name_from_checkpoint(weights)
+    entry = get_model_entry(name)
+    nms = NMSConfig(**first["nms"])
+    size = detectors[0].input_size
+    kwargs = {"min_size": min(size), "max_size": max(size)} if entry.family == "fasterrcnn" else {}
+    model = configure_reference(create_model(name, weights=weights, **kwargs).eval(), entry.family, size, nms)
+    if list(model.edgedet_classes) != detectors[0].class_names:
+        raise EdgedetError(f"the engine's classes {detectors[0].class_names[:5]} differ from the model's "
+                           f"{list(model.edgedet_classes)[:5]}: wrong --weights for this engine?")
+    torch_pred = TorchPredictor(model, device=device)
+    reference = ResizedReference(torch_pred, size, detectors[0].resize, detectors[0].pad_value)
+    classes = list(model.edgedet_classes)
+
+    report = VerifyReport(len(dataset))
+    ref_result, _ = evaluate_predictor(reference, dataset, classes, progress=progress, desc="reference")
+    ref_dets, _ = predict_dataset(reference, dataset, progress=False)
+    report.rows.append(_row(f"PyTorch {name}", "fp32", ref_result))
+
+    native = set_thresholds(create_model(name, weights=weights).eval(), entry.family, nms)  # torchvision's own resize
+    native_result, _ = evaluate_predictor(TorchPredictor(native, device=device), dataset, classes, progress=progress,
+                                          desc="torchvision transform")
+    info = _row(f"PyTorch {name} (torchvision transform)", "fp32", native_result)
+    info.note = "information only"
+    report.rows.append(info)
+
+    for det in detectors:
+        precision = det.metadata.get("precision", "fp32")
+        result, _ = evaluate_predictor(det, dataset, classes, progress=progress, desc=det.path.name)
+        got, _ = predict_dataset(det, dataset, progress=False)
+        row = _row(det.path.name, precision, result)
+        row.delta_ap = 100.0 * (result.stats["AP"] - ref_result.stats["AP"])
+        row.tolerance = tolerance if tolerance is not None else TOLERANCE_AP.get(precision, 1.0)
+        row.agreement = compare(ref_dets, got, precision if precision in TOLERANCE_AP else "int8", nms.score_thresh).agreement
+        row.passed = row.delta_ap >= -row.tolerance
+        report.rows.append(row)
+    return report
+
+
+COLUMNS = [("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP_small"), ("APm", "AP_medium"),
+           ("APl", "AP_large"), ("AR100", "AR100")]
+
+
+def _cells(row: VerifyRow) -> list[str]:
+    cells = [row.name, row.precision] + [f"{row.stats[k] * 100:.1f}" if row.stats[k] >= 0 else "-" for _, k in COLUMNS]
+    cells.append(f"{row.ms_per_image:.1f}")
+    cells.append("" if row.delta_ap is None else f"{row.delta_ap:+.2f} (tol {row.tolerance:.1f})")
+    cells.append("" if row.agreement is None else f"{row.agreement * 100:.1f}%")
+    cells.append(row.note or ("" if row.passed is None else ("PASS" if row.passed else "FAIL")))
+    return cells
+
+
+HEADERS = ["engine", "precision", *[c for c, _ in COLUMNS], "ms/img", "ΔAP", "box agreement", "result"]
+
+
+def print_report(report: VerifyReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"verify: {report.images} images, COCO box AP (×100)")
+    for h in HEADERS:
+        t.add_column(h, justify="left" if h in ("engine", "result") else "right")
+    for row in report.rows:
+        t.add_row(*_cells(row))
+    Console(width=200).print(t)
+
+
+def markdown(report: VerifyReport) -> str:
+    lines = [f"# edgedet verify ({report.images} images): {'PASS' if report.passed else 'FAIL'}", "",
+             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in report.rows]
+    return "\n".join(lines) + "\n"

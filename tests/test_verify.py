@@ -1,0 +1,52 @@
+"""`edgedet verify`: engines of three precisions pass against the reference; a broken engine fails the gate."""
+
+import json
+
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import run_edgedet
+from edgedet.export.onnx_export import ExportOptions, export_model
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_checkpoint, synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("verify")
+    res = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), fp16=True, int8=True,
+                                     calib_images=str(synth.train_json), calib_count=128, out_dir=str(out)))
+    return res.artifacts
+
+
+def _verify(engines, tiny_checkpoint, synth, tmp_path, *extra):
+    out = tmp_path / "report.json"
+    proc = run_edgedet("verify", "--engine", *map(str, engines), "--weights", str(tiny_checkpoint), "--data",
+                       str(synth.val_json), "--images", str(synth.images_dir), "--json", str(out),
+                       "--report", str(tmp_path / "report.md"), "--device", "cpu", *extra)
+    return proc, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_three_precisions_pass(engines, tiny_checkpoint, synth, tmp_path):
+    proc, report = _verify(engines.values(), tiny_checkpoint, synth, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in report["rows"]}
+    assert report["passed"] and report["images"] == 80
+    assert [r["precision"] for r in report["rows"][2:]] == ["fp32", "fp16", "int8"]
+    for name in ("ssdlite_tiny.onnx", "ssdlite_tiny.fp16.onnx", "ssdlite_tiny.int8.onnx"):
+        assert rows[name]["passed"] and rows[name]["agreement"] >= 0.9
+    assert rows["ssdlite_tiny.onnx"]["delta_ap"] >= -0.1
+    assert "AP50" in proc.stdout and "information only" in proc.stdout
+    assert "| engine |" in (tmp_path / "report.md").read_text()
+
+
+def test_wrong_normalisation_fails_the_gate(engines, tiny_checkpoint, synth, tmp_path):
+    model = onnx.load(str(engines["fp32"]))
+    for init in model.graph.initializer:
+        if init.name == "normalize.mean":  # as if exported with mean 0 instead of the model's 0.5
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 0, init.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    (tmp_path / "broken.json").write_text(engines["fp32"].with_suffix(".json").read_text())
+    proc, report = _verify([broken], tiny_checkpoint, synth, tmp_path)
+    assert proc.returncode == 1 and "FAIL" in proc.stderr and "Traceback" not in proc.stderr
+    assert report["rows"][-1]["delta_ap"] < -1.0 and not report["passed"]
