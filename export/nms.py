@@ -7,9 +7,9 @@ export, so the NMS stays in FP32 when the rest of the graph becomes FP16 or INT8
 
 - ``onnx``: the standard NonMaxSuppression op (ONNX Runtime; TensorRT ≥ 8.5 maps it to its native NMS
   layer), multi-class: each candidate scores only in its own class, so NMS is per class and exact
-  (the coordinate-offset trick loses float32 precision at large offsets and flipped borderline
-  suppressions in tests). Its variable-length selection is scattered back into a dense ``[B, K]``
-  score map and TopK'd to ``D``, so only static shapes leave the graph.
+  (the coordinate-offset trick would put class-offset coordinates in the thousands, where float32
+  and especially FP16 spacing is coarse). Its variable-length selection is scattered back into a
+  dense ``[B, K]`` score map and TopK'd to ``D``, so only static shapes leave the graph.
 - ``efficient``: the ``EfficientNMS_TRT`` plugin node (TensorRT only; ``runtime.plugins`` holds a
   numpy reference so the graph is still checked on a CPU).
 """
