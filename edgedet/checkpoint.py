@@ -57,3 +57,13 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def category_ids(weights: str | os.PathLike, num_classes: int) -> list[int]:
+    """Dataset category ids the model's classes were trained with (recorded in an edgedet checkpoint);
+    otherwise torchvision's COCO layout, where class index ``i`` is category id ``i + 1``."""
+    if Path(weights).is_file():
+        ids = load_checkpoint(weights).get("category_ids")
+        if ids and len(ids) == num_classes:
+            return [int(i) for i in ids]
+    return list(range(1, num_classes + 1))

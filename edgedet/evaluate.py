@@ -128,6 +128,15 @@ def coco_evaluate(dataset: DetectionDataset, results: list[dict]) -> EvalResult:
     return EvalResult(stats, per_class, len(img_ids))
 
 
+def evaluate_detections(dets: list[Detections], dataset: DetectionDataset, model_classes: Sequence[str] | None,
+                        ms_per_image: float = 0.0) -> tuple[EvalResult, list[dict]]:
+    """Score already-made detections (one per image of ``dataset``); returns the result and COCO results."""
+    results = coco_results([s.image_id for s in dataset.samples], dets, category_mapping(model_classes, dataset))
+    result = coco_evaluate(dataset, results)
+    result.ms_per_image = ms_per_image
+    return result, results
+
+
 def evaluate_predictor(
     predictor: Predictor,
     dataset: DetectionDataset,
@@ -138,12 +147,9 @@ def evaluate_predictor(
     desc: str = "eval",
 ) -> tuple[EvalResult, list[dict]]:
     """Predict every image of ``dataset`` and score it; returns the result and the COCO results list."""
-    cat_ids = category_mapping(model_classes, dataset)
+    category_mapping(model_classes, dataset)  # a class mismatch fails before any prediction
     dets, ms = predict_dataset(predictor, dataset, batch_size=batch_size, progress=progress, desc=desc)
-    results = coco_results([s.image_id for s in dataset.samples], dets, cat_ids)
-    result = coco_evaluate(dataset, results)
-    result.ms_per_image = ms
-    return result, results
+    return evaluate_detections(dets, dataset, model_classes, ms)
 
 
 def print_eval(result: EvalResult, title: str = "COCO box evaluation") -> None:

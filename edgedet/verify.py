@@ -15,7 +15,7 @@ import numpy as np
 
 from edgedet.data.types import DetectionDataset
 from edgedet.errors import EdgedetError
-from edgedet.evaluate import EvalResult, evaluate_predictor, predict_dataset
+from edgedet.evaluate import EvalResult, evaluate_detections, evaluate_predictor, predict_dataset
 from edgedet.runtime.detections import Detections
 
 # One-sided tolerances in AP points by precision, as MMDeploy's regression tests gate.
@@ -97,8 +97,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
     classes = list(model.edgedet_classes)
 
     report = VerifyReport(len(dataset))
-    ref_result, _ = evaluate_predictor(reference, dataset, classes, progress=progress, desc="reference")
-    ref_dets, _ = predict_dataset(reference, dataset, progress=False)
+    ref_dets, ref_ms = predict_dataset(reference, dataset, progress=progress, desc="reference")
+    ref_result, _ = evaluate_detections(ref_dets, dataset, classes, ref_ms)
     report.rows.append(_row(f"PyTorch {name}", "fp32", ref_result))
 
     native = set_thresholds(create_model(name, weights=weights).eval(), entry.family, nms)  # torchvision's own resize
@@ -110,8 +110,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
 
     for det in detectors:
         precision = det.metadata.get("precision", "fp32")
-        result, _ = evaluate_predictor(det, dataset, classes, progress=progress, desc=det.path.name)
-        got, _ = predict_dataset(det, dataset, progress=False)
+        got, ms = predict_dataset(det, dataset, progress=progress, desc=det.path.name)
+        result, _ = evaluate_detections(got, dataset, classes, ms)
         row = _row(det.path.name, precision, result)
         row.delta_ap = 100.0 * (result.stats["AP"] - ref_result.stats["AP"])
         row.tolerance = tolerance if tolerance is not None else TOLERANCE_AP.get(precision, 1.0)

@@ -96,7 +96,8 @@ def _check_options(opts: ExportOptions) -> None:
 
 
 def _build(opts: ExportOptions):
-    from edgedet.checkpoint import file_sha256, load_checkpoint
+    from edgedet.checkpoint import category_ids as checkpoint_category_ids
+    from edgedet.checkpoint import file_sha256
     from edgedet.models import create_model, get_model_entry
     from edgedet.reference import model_name_from_checkpoint
 
@@ -108,15 +109,9 @@ def _build(opts: ExportOptions):
         kwargs.update(min_size=min(size), max_size=max(size))
     model = create_model(name, weights=opts.weights, rpn_score_thresh=opts.rpn_score_thresh, **kwargs).eval()
     weights_file = Path(opts.weights)
-    category_ids = None
-    sha = None
-    if weights_file.is_file():
-        sha = file_sha256(weights_file)
-        category_ids = load_checkpoint(weights_file).get("category_ids")
+    sha = file_sha256(weights_file) if weights_file.is_file() else None
     classes = list(model.edgedet_classes)
-    if not category_ids or len(category_ids) != len(classes):
-        category_ids = list(range(1, len(classes) + 1))  # torchvision's COCO layout: label i is category id i
-    return entry, size, model, classes, list(category_ids), sha
+    return entry, size, model, classes, checkpoint_category_ids(opts.weights, len(classes)), sha
 
 
 def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int) -> onnx.ModelProto:

@@ -69,3 +69,15 @@ def trained_tiny(synth, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(trained_tiny) -> Path:
     return Path(trained_tiny.best)
+
+
+@pytest.fixture
+def need_cuda_binding():
+    """TensorRT tests also need a usable CUDA binding (cuda-python or pycuda) and a device."""
+    from edgedet.errors import BackendError
+    from edgedet.runtime.trt_engine import load_cuda
+
+    try:
+        load_cuda(0).release()
+    except BackendError as e:
+        pytest.skip(str(e))

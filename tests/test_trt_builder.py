@@ -301,18 +301,6 @@ def test_cli_without_tensorrt_names_the_target_device(tmp_path) -> None:
 # --- with TensorRT (and a GPU) ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def need_cuda_binding():
-    from edgedet.runtime.trt_engine import load_cuda
-
-    from edgedet.errors import BackendError
-
-    try:
-        load_cuda(0).release()
-    except BackendError as e:
-        pytest.skip(str(e))
-
-
 def _compare_with_onnxruntime(onnx_path, plan_path, batch, *, rtol) -> None:
     from edgedet.runtime.onnx_engine import OUTPUT_NAMES
     from edgedet.runtime.trt_engine import TrtEngine

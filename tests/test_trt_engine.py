@@ -239,14 +239,6 @@ def _build_plan(onnx_path, plan_path, batches=None):
     return plan_path
 
 
-@pytest.fixture
-def need_cuda_binding():
-    try:
-        load_cuda(0).release()
-    except BackendError as e:
-        pytest.skip(str(e))
-
-
 def _images(batch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (batch, H, W, 3), dtype=np.uint8)
 

@@ -37,22 +37,11 @@ def run(args: argparse.Namespace) -> int:
                               save_dir=args.save_dir, overwrite=args.force)
     if not args.weights:
         raise EdgedetError("give --engine PATH, or --weights (and --model) for the PyTorch reference")
+    from edgedet.checkpoint import category_ids as checkpoint_category_ids
     from edgedet.reference import load_reference
 
     predictor = load_reference(args.model, args.weights, device=args.device, score_thresh=args.conf)
-    category_ids = _checkpoint_category_ids(args.weights, len(predictor.classes))
+    category_ids = checkpoint_category_ids(args.weights, len(predictor.classes))
     return predict_images(predictor, predictor.classes, category_ids, args.source, save_json=args.save_json,
                           save_dir=args.save_dir, overwrite=args.force)
 
-
-def _checkpoint_category_ids(weights: str, num_classes: int) -> list[int]:
-    """Dataset category ids the model was trained with; torchvision's COCO layout maps label i to id i + 1."""
-    from pathlib import Path
-
-    if Path(weights).is_file():
-        from edgedet.checkpoint import load_checkpoint
-
-        ids = load_checkpoint(weights).get("category_ids")
-        if ids and len(ids) == num_classes:
-            return list(ids)
-    return list(range(1, num_classes + 1))
