@@ -70,20 +70,32 @@ def category_mapping(model_classes: Sequence[str] | None, dataset: DetectionData
 
 
 def predict_dataset(
-    predictor: Predictor, dataset: DetectionDataset, *, batch_size: int = 1, progress: bool = True, desc: str = "predict"
+    predictor: Predictor, dataset: DetectionDataset, *, batch_size: int = 1, progress: bool = True,
+    desc: str = "predict", warmup: int = 0, latencies: list[float] | None = None,
 ) -> tuple[list[Detections], float]:
-    """Run ``predictor`` over every image; returns detections and milliseconds per image (model time)."""
+    """Run ``predictor`` over every image; returns detections and milliseconds per image (model time).
+
+    ``warmup`` untimed calls on the first image come first (session start-up, allocator growth), and
+    ``latencies`` (when given) receives each call's milliseconds, for medians that one slow call cannot move.
+    """
     from tqdm import tqdm
 
     dets: list[Detections] = []
     elapsed = 0.0
+    if warmup and len(dataset):
+        first = [dataset.load_image(0)]
+        for _ in range(warmup):
+            predictor(first)
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for start in range(0, len(dataset), batch_size):
             idx = range(start, min(start + batch_size, len(dataset)))
             images = [dataset.load_image(i) for i in idx]
             t0 = time.perf_counter()
             dets.extend(predictor(images))
-            elapsed += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            if latencies is not None:
+                latencies.append(1000.0 * dt)
             bar.update(len(idx))
     return dets, 1000.0 * elapsed / max(1, len(dataset))
 

@@ -66,13 +66,42 @@ def _row(name: str, precision: str, result: EvalResult) -> VerifyRow:
     return VerifyRow(name, precision, result.stats, result.ms_per_image)
 
 
+def engine_reference(detector: Any, model_name: str | None, weights: str, *,
+                     device: str | None = None) -> tuple[ResizedReference, str, list[str]]:
+    """The eager PyTorch model configured as ``detector``'s engine was exported: input size, host resize,
+    NMS thresholds, detection limit and RPN score threshold from the engine's metadata.
+
+    Returns the predictor, the zoo name and the class names; the classes must match the engine's.
+    """
+    from edgedet.export.nms import NMSConfig
+    from edgedet.export.wrappers import configure_reference
+    from edgedet.models import create_model, get_model_entry
+    from edgedet.reference import TorchPredictor, model_name_from_checkpoint
+
+    meta = detector.metadata
+    name = model_name or meta.get("model") or model_name_from_checkpoint(weights)
+    entry = get_model_entry(name)
+    size = detector.input_size
+    kwargs: dict[str, Any] = {}
+    if entry.family == "fasterrcnn":
+        kwargs = {"min_size": min(size), "max_size": max(size), "rpn_score_thresh": meta.get("rpn_score_thresh")}
+    model = create_model(name, weights=weights, **kwargs).eval()
+    model = configure_reference(model, entry.family, size, NMSConfig(**meta["nms"]))
+    classes = list(model.edgedet_classes)
+    if classes != detector.class_names:
+        raise EdgedetError(f"the engine's classes {detector.class_names[:5]} differ from the model's "
+                           f"{classes[:5]}: wrong --weights for this engine?")
+    reference = ResizedReference(TorchPredictor(model, device=device), size, detector.resize, detector.pad_value)
+    return reference, entry.name, classes
+
+
 def verify(engines: list[str], model_name: str | None, weights: str, dataset: DetectionDataset, *,
            tolerance: float | None = None, device: str | None = None, progress: bool = True) -> VerifyReport:
     from edgedet.export.nms import NMSConfig
     from edgedet.export.parity import compare
-    from edgedet.export.wrappers import configure_reference, set_thresholds
+    from edgedet.export.wrappers import set_thresholds
     from edgedet.models import create_model, get_model_entry
-    from edgedet.reference import TorchPredictor, model_name_from_checkpoint
+    from edgedet.reference import TorchPredictor
     from edgedet.runtime import Detector
 
     if not engines:
@@ -80,28 +109,21 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
     detectors = [Detector(p) for p in engines]
     first = detectors[0].metadata
     for det in detectors[1:]:
-        if det.input_size != detectors[0].input_size or det.metadata.get("nms") != first.get("nms"):
-            raise EdgedetError(f"{det.path.name} was exported with another input size or NMS settings than "
+        if det.input_size != detectors[0].input_size or any(
+                det.metadata.get(k) != first.get(k) for k in ("nms", "rpn_score_thresh")):
+            raise EdgedetError(f"{det.path.name} was exported with another input size, NMS or RPN settings than "
                                f"{detectors[0].path.name}; verify them separately")
-    name = model_name or first.get("model") or model_name_from_checkpoint(weights)
+    reference, name, classes = engine_reference(detectors[0], model_name, weights, device=device)
     entry = get_model_entry(name)
     nms = NMSConfig(**first["nms"])
-    size = detectors[0].input_size
-    kwargs = {"min_size": min(size), "max_size": max(size)} if entry.family == "fasterrcnn" else {}
-    model = configure_reference(create_model(name, weights=weights, **kwargs).eval(), entry.family, size, nms)
-    if list(model.edgedet_classes) != detectors[0].class_names:
-        raise EdgedetError(f"the engine's classes {detectors[0].class_names[:5]} differ from the model's "
-                           f"{list(model.edgedet_classes)[:5]}: wrong --weights for this engine?")
-    torch_pred = TorchPredictor(model, device=device)
-    reference = ResizedReference(torch_pred, size, detectors[0].resize, detectors[0].pad_value)
-    classes = list(model.edgedet_classes)
 
     report = VerifyReport(len(dataset))
     ref_dets, ref_ms = predict_dataset(reference, dataset, progress=progress, desc="reference")
     ref_result, _ = evaluate_detections(ref_dets, dataset, classes, ref_ms)
     report.rows.append(_row(f"PyTorch {name}", "fp32", ref_result))
 
-    native = set_thresholds(create_model(name, weights=weights).eval(), entry.family, nms)  # torchvision's own resize
+    rpn = {"rpn_score_thresh": first.get("rpn_score_thresh")} if entry.family == "fasterrcnn" else {}
+    native = set_thresholds(create_model(name, weights=weights, **rpn).eval(), entry.family, nms)  # torchvision's own resize
     native_result, _ = evaluate_predictor(TorchPredictor(native, device=device), dataset, classes, progress=progress,
                                           desc="torchvision transform")
     info = _row(f"PyTorch {name} (torchvision transform)", "fp32", native_result)
