@@ -1,12 +1,15 @@
-"""``sweep``: accuracy against latency across score thresholds, measured on exported engines.
+"""``sweep``: accuracy against latency across thresholds and proposal counts, measured on exported engines.
 
 torchvision PR 3205 added ``rpn_score_thresh`` to trade Faster R-CNN accuracy for speed; its table was
 measured in eager PyTorch, where a threshold *removes* proposals and the box head runs on fewer of them.
-An exported graph has static shapes: the threshold masks proposals instead, so how much time it saves
-depends on the engine, and this sweep measures it rather than assuming it. Each point is a real export
-of the same weights, evaluated with COCO mAP on the same images and timed per image; the eager reference
-at the same threshold (host resize, thresholds and detection limit of the engine, as ``verify`` does)
-runs beside it, with box-level agreement, so the table also proves every exported point is faithful.
+An exported graph has static shapes: the threshold only masks proposals, the box head still runs on
+``rpn_post_nms_top_n`` of them, so the threshold alone saves the engine almost nothing. The sweep measures
+that instead of assuming it, reports how many proposals eager PyTorch keeps at each threshold, and can
+sweep ``rpn_post_nms_top_n`` itself: the static engine's real speed knob.
+
+Each point is a real export of the same weights, evaluated with COCO mAP on the same images and timed per
+image; eager PyTorch at the same settings (the engine's host resize, thresholds and detection limit, as
+``verify`` does) runs beside it, with box-level agreement, so the table also proves each point faithful.
 """
 
 from __future__ import annotations
@@ -22,21 +25,37 @@ from edgedet.errors import EdgedetError
 from edgedet.evaluate import evaluate_detections, predict_dataset
 from edgedet.fileio import atomic_path, atomic_write_json, atomic_write_text
 
-PARAMS = {"rpn_score_thresh": "--rpn-score-thresh", "score_thresh": "--score-thresh"}
+#: what can be swept, with its flag and the short name engine files get
+PARAMS = {"rpn_score_thresh": ("--rpn-score-thresh", "rpn"), "score_thresh": ("--score-thresh", "score"),
+          "rpn_post_nms_top_n": ("--rpn-post-nms-top-n", "props")}
+FASTERRCNN_ONLY = ("rpn_score_thresh", "rpn_post_nms_top_n")
 
 
 def parse_thresholds(text: str | None, flag: str) -> list[float] | None:
     """``"0,0.05,0.5"`` → ``[0.0, 0.05, 0.5]``; every value in [0, 1), none repeated."""
+    values = _parse_list(text, flag, float, "0,0.05,0.5")
+    if values and any(not 0.0 <= v < 1.0 for v in values):
+        raise EdgedetError(f"{flag} values must be in [0, 1), got {text!r}")
+    return values
+
+
+def parse_counts(text: str | None, flag: str) -> list[int] | None:
+    """``"300,100,50"`` → ``[300, 100, 50]``; positive integers, none repeated."""
+    values = _parse_list(text, flag, int, "300,100,50")
+    if values and any(v < 1 for v in values):
+        raise EdgedetError(f"{flag} values must be positive, got {text!r}")
+    return values
+
+
+def _parse_list(text: str | None, flag: str, kind: type, example: str) -> list | None:
     if text is None:
         return None
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise EdgedetError(f"{flag} takes comma-separated numbers such as 0,0.05,0.5, not {text!r}") from None
+        raise EdgedetError(f"{flag} takes comma-separated {kind.__name__}s such as {example}, not {text!r}") from None
     if not values:
         raise EdgedetError(f"{flag} needs at least one value")
-    if any(not 0.0 <= v < 1.0 for v in values):
-        raise EdgedetError(f"{flag} values must be in [0, 1), got {text!r}")
     if len(set(values)) != len(values):
         raise EdgedetError(f"{flag} repeats a value: {text!r}")
     return values
@@ -48,6 +67,7 @@ class SweepOptions:
     weights: str
     rpn_score_thresh: list[float] | None = None
     score_thresh: list[float] | None = None
+    rpn_post_nms_top_n: list[int] | None = None
     iou_thresh: float | None = None  # None: the model's own
     max_dets: int = 100
     max_candidates: int = 1000
@@ -65,8 +85,9 @@ class SweepOptions:
 @dataclass
 class SweepPoint:
     value: float  # of the swept parameter
-    rpn_score_thresh: float | None
+    rpn_score_thresh: float | None  # None: the model's own
     score_thresh: float
+    rpn_post_nms_top_n: int | None  # None: the model's own
     engine: str
     stats: dict[str, float]
     ms_p50: float
@@ -76,6 +97,8 @@ class SweepPoint:
     ref_ms_p50: float | None = None
     ref_ms_mean: float | None = None
     ref_dets_per_image: float | None = None
+    ref_proposals_mean: float | None = None  # Faster R-CNN: proposals eager PyTorch keeps per image
+    ref_proposals_max: int | None = None
     delta_ap: float | None = None  # engine − reference, AP points
     agreement: float | None = None  # box agreement with the reference (parity.compare)
 
@@ -93,28 +116,31 @@ class SweepReport:
         return {**{k: v for k, v in asdict(self).items() if k != "points"}, "points": [asdict(p) for p in self.points]}
 
 
-def _resolve(opts: SweepOptions) -> tuple[str, str, list[tuple[float | None, float]], float]:
-    """Zoo name, swept parameter, the (rpn, score) points and the IoU threshold, checked before any export."""
+def _resolve(opts: SweepOptions) -> tuple[str, str, list[dict[str, Any]], float]:
+    """Zoo name, swept parameter, each point's export settings and the IoU threshold, checked before any export."""
     from edgedet.models import create_model, get_model_entry
     from edgedet.reference import model_name_from_checkpoint
 
     name = opts.model or model_name_from_checkpoint(opts.weights)
     entry = get_model_entry(name)
-    if opts.rpn_score_thresh is not None and entry.family != "fasterrcnn":
-        raise EdgedetError(f"--rpn-score-thresh applies to Faster R-CNN models; sweep {entry.name} with --score-thresh")
-    if opts.rpn_score_thresh is None and opts.score_thresh is None:
-        raise EdgedetError("give the thresholds to sweep: --rpn-score-thresh (Faster R-CNN) or --score-thresh")
-    if opts.rpn_score_thresh and opts.score_thresh and len(opts.rpn_score_thresh) > 1 and len(opts.score_thresh) > 1:
-        raise EdgedetError("sweep one threshold at a time: give several values to --rpn-score-thresh or to "
-                           "--score-thresh, and at most one to the other")
+    given = {k: getattr(opts, k) for k in PARAMS if getattr(opts, k) is not None}
+    for k in given:
+        if k in FASTERRCNN_ONLY and entry.family != "fasterrcnn":
+            raise EdgedetError(f"{PARAMS[k][0]} applies to Faster R-CNN models; sweep {entry.name} with --score-thresh")
+    if not given:
+        raise EdgedetError("give the values to sweep: --score-thresh, or for Faster R-CNN --rpn-score-thresh "
+                           "or --rpn-post-nms-top-n")
+    swept = [k for k, v in given.items() if len(v) > 1] or list(given)[:1]
+    if len(swept) > 1:
+        raise EdgedetError("sweep one parameter at a time: give several values to one of "
+                           f"{', '.join(PARAMS[k][0] for k in swept)} and at most one to the others")
     model = create_model(name, weights=opts.weights).eval()  # its own thresholds are the defaults
     own = model if entry.family == "ssd" else model.roi_heads
     iou = own.nms_thresh if opts.iou_thresh is None else opts.iou_thresh
-    scores = opts.score_thresh or [float(own.score_thresh)]
-    rpns: list[float | None] = list(opts.rpn_score_thresh or [None])
-    param = "rpn_score_thresh" if opts.rpn_score_thresh and len(scores) == 1 else "score_thresh"
-    points = [(r, s) for r in rpns for s in scores]
-    return entry.name, param, points, float(iou)
+    fixed = {"rpn_score_thresh": None, "score_thresh": float(own.score_thresh), "rpn_post_nms_top_n": None}
+    fixed.update({k: v[0] for k, v in given.items()})
+    param = swept[0]
+    return entry.name, param, [{**fixed, param: v} for v in given[param]], float(iou)
 
 
 def _backend(requested: str) -> str:
@@ -128,14 +154,16 @@ def _backend(requested: str) -> str:
     return requested if requested != "auto" else ("tensorrt" if has_trt else "onnxruntime")
 
 
-def _export_point(opts: SweepOptions, name: str, rpn: float | None, score: float, iou: float, stem: str,
+def _export_point(opts: SweepOptions, name: str, point: dict[str, Any], iou: float, stem: str,
                   out: Path, backend: str) -> tuple[Path, str]:
     from edgedet.export.nms import NMSConfig
     from edgedet.export.onnx_export import ExportOptions, export_model
 
+    nms = NMSConfig(opts.nms, point["score_thresh"], iou, opts.max_dets)
     result = export_model(ExportOptions(
-        model=name, weights=opts.weights, imgsz=opts.imgsz, nms=NMSConfig(opts.nms, score, iou, opts.max_dets),
-        fp16=opts.fp16, rpn_score_thresh=rpn, max_candidates=opts.max_candidates, out_dir=str(out), name=stem))
+        model=name, weights=opts.weights, imgsz=opts.imgsz, nms=nms, fp16=opts.fp16,
+        rpn_score_thresh=point["rpn_score_thresh"], rpn_post_nms_top_n=point["rpn_post_nms_top_n"],
+        max_candidates=opts.max_candidates, out_dir=str(out), name=stem))
     precision = "fp16" if opts.fp16 else "fp32"
     engine = result.artifacts[precision]
     if backend == "tensorrt":
@@ -154,11 +182,9 @@ def _timed(predictor: Any, dataset: DetectionDataset, warmup: int, progress: boo
 
 
 def sweep(opts: SweepOptions, dataset: DetectionDataset) -> tuple[SweepReport, Path]:
-    """Export, evaluate and time one engine per threshold; returns the report and the run folder."""
-    from edgedet.export.parity import compare
+    """Export, evaluate and time one engine per setting; returns the report and the run folder."""
     from edgedet.fileio import next_run_dir
     from edgedet.runtime import Detector
-    from edgedet.verify import engine_reference
 
     if not len(dataset):
         raise EdgedetError("the dataset has no images to sweep on")
@@ -166,28 +192,55 @@ def sweep(opts: SweepOptions, dataset: DetectionDataset) -> tuple[SweepReport, P
     backend = _backend(opts.backend)
     out = next_run_dir(opts.out_dir)
     report = SweepReport(name, param, backend, "fp16" if opts.fp16 else "fp32", len(dataset))
-    short = {"rpn_score_thresh": "rpn", "score_thresh": "score"}[param]
-    for k, (rpn, score) in enumerate(points, 1):
-        value = rpn if param == "rpn_score_thresh" else score
+    for k, point in enumerate(points, 1):
+        value = point[param]
         log.note(f"sweep: [{k}/{len(points)}] {param} {value:g}: export, evaluate and time on {len(dataset)} images")
-        engine, precision = _export_point(opts, name, rpn, score, iou, f"{name}_{short}{value:g}", out / "engines", backend)
+        engine, precision = _export_point(opts, name, point, iou, f"{name}_{PARAMS[param][1]}{value:g}",
+                                          out / "engines", backend)
         det = Detector(engine, backend=backend)
         dets, p50, mean, per_image = _timed(det, dataset, opts.warmup, opts.progress, engine.name)
         result, _ = evaluate_detections(dets, dataset, det.class_names, mean)
-        point = SweepPoint(float(value), rpn, score, str(engine), result.stats, p50, mean, per_image)
+        row = SweepPoint(float(value), **point, engine=str(engine), stats=result.stats, ms_p50=p50, ms_mean=mean,
+                         dets_per_image=per_image)
         if opts.reference:
-            reference, _, classes = engine_reference(det, name, opts.weights, device=opts.device)
-            ref_dets, point.ref_ms_p50, point.ref_ms_mean, point.ref_dets_per_image = _timed(
-                reference, dataset, opts.warmup, opts.progress, "PyTorch")
-            ref_result, _ = evaluate_detections(ref_dets, dataset, classes, point.ref_ms_mean)
-            point.ref_stats = ref_result.stats
-            point.delta_ap = 100.0 * (result.stats["AP"] - ref_result.stats["AP"])
-            point.agreement = compare(ref_dets, dets, precision, score).agreement
-        report.points.append(point)
+            _reference_columns(row, det, dets, name, opts, dataset, precision)
+        report.points.append(row)
     return report, out
 
 
+def _reference_columns(row: SweepPoint, det: Any, dets: list, name: str, opts: SweepOptions,
+                       dataset: DetectionDataset, precision: str) -> None:
+    """Eager PyTorch at the same settings: AP, latency, box agreement, and (Faster R-CNN) how many RPN
+    proposals survive the threshold: the count a static engine's ``--rpn-post-nms-top-n`` can shrink to."""
+    from edgedet.export.parity import compare
+    from edgedet.verify import engine_reference
+
+    reference, _, classes = engine_reference(det, name, opts.weights, device=opts.device)
+    model = reference.predictor.model
+    proposals: list[int] = []
+    hook = None
+    if hasattr(model, "rpn"):
+        hook = model.rpn.register_forward_hook(lambda _m, _i, out: proposals.extend(len(b) for b in out[0]))
+    try:
+        ref_dets, row.ref_ms_p50, row.ref_ms_mean, row.ref_dets_per_image = _timed(
+            reference, dataset, opts.warmup, opts.progress, "PyTorch")
+    finally:
+        if hook is not None:
+            hook.remove()
+    ref_result, _ = evaluate_detections(ref_dets, dataset, classes, row.ref_ms_mean)
+    row.ref_stats = ref_result.stats
+    row.delta_ap = 100.0 * (row.stats["AP"] - ref_result.stats["AP"])
+    row.agreement = compare(ref_dets, dets, precision, row.score_thresh).agreement
+    if proposals:
+        timed = proposals[opts.warmup:] if len(proposals) > opts.warmup else proposals
+        row.ref_proposals_mean, row.ref_proposals_max = sum(timed) / len(timed), max(timed)
+
+
 HEADERS = ["AP", "AP50", "AR100", "dets/img", "ms p50", "ms mean"]
+
+
+def _has_proposals(report: SweepReport) -> bool:
+    return any(p.ref_proposals_mean is not None for p in report.points)
 
 
 def _cells(report: SweepReport, p: SweepPoint) -> list[str]:
@@ -196,12 +249,16 @@ def _cells(report: SweepReport, p: SweepPoint) -> list[str]:
     if p.ref_stats is not None:
         cells += [f"{p.ref_stats['AP'] * 100:.1f}", f"{p.ref_dets_per_image:.1f}", f"{p.ref_ms_p50:.2f}",
                   f"{p.delta_ap:+.2f}", f"{p.agreement * 100:.1f}%"]
+        if _has_proposals(report):
+            cells.append(f"{p.ref_proposals_mean:.0f}/{p.ref_proposals_max}")
     return cells
 
 
 def _headers(report: SweepReport) -> list[str]:
     engine = [f"engine {h}" for h in HEADERS]
     ref = ["PyTorch AP", "PyTorch dets/img", "PyTorch ms p50", "ΔAP", "box agreement"]
+    if _has_proposals(report):
+        ref.append("PyTorch proposals mean/max")
     return [report.param, *engine, *(ref if any(p.ref_stats for p in report.points) else [])]
 
 

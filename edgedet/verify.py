@@ -69,12 +69,12 @@ def _row(name: str, precision: str, result: EvalResult) -> VerifyRow:
 def engine_reference(detector: Any, model_name: str | None, weights: str, *,
                      device: str | None = None) -> tuple[ResizedReference, str, list[str]]:
     """The eager PyTorch model configured as ``detector``'s engine was exported: input size, host resize,
-    NMS thresholds, detection limit and RPN score threshold from the engine's metadata.
+    NMS thresholds, detection limit and RPN settings from the engine's metadata.
 
     Returns the predictor, the zoo name and the class names; the classes must match the engine's.
     """
     from edgedet.export.nms import NMSConfig
-    from edgedet.export.wrappers import configure_reference
+    from edgedet.export.wrappers import configure_reference, set_rpn_proposals
     from edgedet.models import create_model, get_model_entry
     from edgedet.reference import TorchPredictor, model_name_from_checkpoint
 
@@ -86,6 +86,8 @@ def engine_reference(detector: Any, model_name: str | None, weights: str, *,
     if entry.family == "fasterrcnn":
         kwargs = {"min_size": min(size), "max_size": max(size), "rpn_score_thresh": meta.get("rpn_score_thresh")}
     model = create_model(name, weights=weights, **kwargs).eval()
+    if meta.get("rpn_post_nms_top_n"):
+        set_rpn_proposals(model, entry.family, meta["rpn_post_nms_top_n"])
     model = configure_reference(model, entry.family, size, NMSConfig(**meta["nms"]))
     classes = list(model.edgedet_classes)
     if classes != detector.class_names:
@@ -99,7 +101,7 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
            tolerance: float | None = None, device: str | None = None, progress: bool = True) -> VerifyReport:
     from edgedet.export.nms import NMSConfig
     from edgedet.export.parity import compare
-    from edgedet.export.wrappers import set_thresholds
+    from edgedet.export.wrappers import set_rpn_proposals, set_thresholds
     from edgedet.models import create_model, get_model_entry
     from edgedet.reference import TorchPredictor
     from edgedet.runtime import Detector
@@ -110,7 +112,7 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
     first = detectors[0].metadata
     for det in detectors[1:]:
         if det.input_size != detectors[0].input_size or any(
-                det.metadata.get(k) != first.get(k) for k in ("nms", "rpn_score_thresh")):
+                det.metadata.get(k) != first.get(k) for k in ("nms", "rpn_score_thresh", "rpn_post_nms_top_n")):
             raise EdgedetError(f"{det.path.name} was exported with another input size, NMS or RPN settings than "
                                f"{detectors[0].path.name}; verify them separately")
     reference, name, classes = engine_reference(detectors[0], model_name, weights, device=device)
@@ -124,6 +126,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
 
     rpn = {"rpn_score_thresh": first.get("rpn_score_thresh")} if entry.family == "fasterrcnn" else {}
     native = set_thresholds(create_model(name, weights=weights, **rpn).eval(), entry.family, nms)  # torchvision's own resize
+    if first.get("rpn_post_nms_top_n"):
+        set_rpn_proposals(native, entry.family, first["rpn_post_nms_top_n"])
     native_result, _ = evaluate_predictor(TorchPredictor(native, device=device), dataset, classes, progress=progress,
                                           desc="torchvision transform")
     info = _row(f"PyTorch {name} (torchvision transform)", "fp32", native_result)

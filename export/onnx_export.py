@@ -20,7 +20,8 @@ import onnx
 from edgedet import __version__, log
 from edgedet.errors import EdgedetError
 from edgedet.export.nms import CANDIDATES, NMSConfig, append_nms
-from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_reference, pad_value
+from edgedet.export.fasterrcnn import TENSORRT_TOPK_LIMIT
+from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_reference, pad_value, set_rpn_proposals
 from edgedet.fileio import atomic_path, atomic_write_json
 from edgedet.runtime.metadata import PROPS_KEY, SCHEMA_VERSION, sidecar_path
 
@@ -41,6 +42,7 @@ class ExportOptions:
     calib_count: int = 256
     calib_method: str = "percentile"  # measured best of the three on the fixture model (see README)
     rpn_score_thresh: float | None = None
+    rpn_post_nms_top_n: int | None = None  # proposals per image: the box head's static workload
     max_candidates: int = 1000
     opset: int = MIN_OPSET
     out_dir: str = "exports"
@@ -91,6 +93,8 @@ def _check_options(opts: ExportOptions) -> None:
         raise EdgedetError("--dynamic-batch must be at least 1")
     if opts.imgsz and (len(opts.imgsz) != 2 or min(opts.imgsz) < 32):
         raise EdgedetError("--imgsz must be one size or H W, each at least 32")
+    if opts.rpn_post_nms_top_n is not None and not 1 <= opts.rpn_post_nms_top_n <= TENSORRT_TOPK_LIMIT:
+        raise EdgedetError(f"--rpn-post-nms-top-n must be in 1..{TENSORRT_TOPK_LIMIT} (TensorRT's TopK limit)")
     if opts.int8 and not opts.calib_images:
         raise EdgedetError("--int8 needs --calib-images (an image folder, a COCO JSON or a video)")
 
@@ -108,6 +112,8 @@ def _build(opts: ExportOptions):
     if entry.family == "fasterrcnn":
         kwargs.update(min_size=min(size), max_size=max(size))
     model = create_model(name, weights=opts.weights, rpn_score_thresh=opts.rpn_score_thresh, **kwargs).eval()
+    if opts.rpn_post_nms_top_n is not None:
+        set_rpn_proposals(model, entry.family, opts.rpn_post_nms_top_n)
     weights_file = Path(opts.weights)
     sha = file_sha256(weights_file) if weights_file.is_file() else None
     classes = list(model.edgedet_classes)
@@ -226,6 +232,7 @@ def export_model(opts: ExportOptions) -> ExportResult:
         "batch": {"dynamic": True, "max": batch} if opts.dynamic_batch else {"dynamic": False, "size": batch},
         "nms": nms.to_dict(), "max_candidates": opts.max_candidates,
         "rpn_score_thresh": opts.rpn_score_thresh if entry.family == "fasterrcnn" else None,
+        "rpn_post_nms_top_n": opts.rpn_post_nms_top_n if entry.family == "fasterrcnn" else None,
         "opset": opts.opset, "versions": _versions(), "weights": opts.weights if opts.weights == "none" else Path(opts.weights).name,
         "weights_sha256": sha,
     }

@@ -23,6 +23,18 @@ def set_thresholds(model: nn.Module, family: str, nms: NMSConfig) -> nn.Module:
     return model
 
 
+def set_rpn_proposals(model: nn.Module, family: str, count: int) -> nn.Module:
+    """Keep ``count`` RPN proposals per image at inference (torchvision's ``rpn_post_nms_top_n_test``).
+
+    In a static graph the box head always runs on this many proposals, so it, not ``rpn_score_thresh``
+    (which only masks them), sets the engine's Faster R-CNN workload.
+    """
+    if family != "fasterrcnn":
+        raise EdgedetError(f"--rpn-post-nms-top-n applies to Faster R-CNN models, not the {family} family")
+    model.rpn._post_nms_top_n["testing"] = int(count)
+    return model
+
+
 def configure_reference(model: nn.Module, family: str, input_size: tuple[int, int], nms: NMSConfig) -> nn.Module:
     """Make eager ``model`` see exactly what the engine sees, with the engine's thresholds."""
     h, w = input_size

@@ -85,3 +85,12 @@ def test_doctor_json():
     report = json.loads(proc.stdout)
     for key in ("edgedet", "torch", "onnxruntime", "tensorrt", "opencv", "cameras"):
         assert key in report
+
+
+def test_export_proposal_count_is_faster_rcnn_only(tmp_path):
+    proc = run_edgedet("export", "--model", "ssdlite_tiny", "--rpn-post-nms-top-n", "50", "-o", str(tmp_path))
+    assert_one_line_error(proc, "--rpn-post-nms-top-n applies to Faster R-CNN")
+    proc = run_edgedet("export", "--model", "fasterrcnn_mobilenet_v3_large_320_fpn", "--rpn-post-nms-top-n", "5000",
+                       "-o", str(tmp_path))
+    assert_one_line_error(proc, "1..3840")
+    assert not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """`edgedet sweep`: one exported engine per threshold, each scored and timed beside eager PyTorch."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,14 +69,31 @@ def test_frcnn_rpn_sweep_matches_pytorch_at_every_threshold(random_frcnn, synth,
     assert dets[0] >= dets[1] >= dets[2] and dets[0] > 0 and dets[2] == 0  # 0.9 masks every proposal
     for p in points:
         assert p["dets_per_image"] == p["ref_dets_per_image"] and p["agreement"] >= 0.9
+    assert [p["ref_proposals_max"] for p in points][2] == 0
+
+
+def test_frcnn_proposal_count_sweep(random_frcnn, synth, tmp_path):
+    """Fewer proposals is what makes a static engine faster; PyTorch keeps exactly the same count."""
+    proc, report = _sweep(tmp_path / "run", random_frcnn, synth, "--rpn-post-nms-top-n", "150,20",
+                          "--imgsz", "160", "--max-images", "8", "--rpn-score-thresh", "0")
+    assert proc.returncode == 0, proc.stderr
+    points = report["points"]
+    assert report["param"] == "rpn_post_nms_top_n" and [p["rpn_post_nms_top_n"] for p in points] == [150, 20]
+    assert all(p["rpn_score_thresh"] == 0.0 for p in points)
+    assert [p["ref_proposals_max"] for p in points] == [150, 20]
+    for p in points:
+        assert p["dets_per_image"] == p["ref_dets_per_image"] and p["agreement"] >= 0.9
+    meta = json.loads(Path(points[1]["engine"]).with_suffix(".json").read_text())
+    assert meta["rpn_post_nms_top_n"] == 20 and meta["rpn_score_thresh"] == 0.0
 
 
 @pytest.mark.parametrize("args, fragment", [
     (["--rpn-score-thresh", "0,0.5"], "applies to Faster R-CNN"),
-    (["--score-thresh", "0.1,x"], "comma-separated numbers"),
+    (["--rpn-post-nms-top-n", "100"], "applies to Faster R-CNN"),
+    (["--score-thresh", "0.1,x"], "comma-separated floats"),
     (["--score-thresh", "0.1,1.5"], "must be in [0, 1)"),
     (["--score-thresh", "0.1,0.1"], "repeats a value"),
-    ([], "give the thresholds to sweep"),
+    ([], "give the values to sweep"),
 ])
 def test_bad_sweep_arguments(tiny_checkpoint, synth, tmp_path, args, fragment):
     proc, _ = _sweep(tmp_path / "run", tiny_checkpoint, synth, *args)
@@ -85,4 +103,6 @@ def test_bad_sweep_arguments(tiny_checkpoint, synth, tmp_path, args, fragment):
 
 def test_one_threshold_at_a_time(random_frcnn, synth, tmp_path):
     proc, _ = _sweep(tmp_path / "run", random_frcnn, synth, "--rpn-score-thresh", "0,0.5", "--score-thresh", "0.1,0.2")
-    assert_one_line_error(proc, "one threshold at a time")
+    assert_one_line_error(proc, "one parameter at a time")
+    proc, _ = _sweep(tmp_path / "run", random_frcnn, synth, "--rpn-post-nms-top-n", "100,0")
+    assert_one_line_error(proc, "must be positive")

@@ -26,6 +26,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-dets", type=int, default=100)
     p.add_argument("--max-candidates", type=int, default=1000, help="candidates kept before NMS (<= 3840)")
     p.add_argument("--rpn-score-thresh", type=float, help="Faster R-CNN: mask RPN proposals below this score")
+    p.add_argument("--rpn-post-nms-top-n", type=int, metavar="P",
+                   help="Faster R-CNN: proposals per image the box head runs on (default: the model's); the engine's speed knob")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("-o", "--out", default="exports", help="output folder (default ./exports)")
     p.add_argument("--name", help="file stem (default: the model name)")
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, weights=args.weights, imgsz=imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch,
         nms=NMSConfig(args.nms, args.score_thresh, args.iou_thresh, args.max_dets), fp16=args.fp16,
         int8=args.int8, calib_images=args.calib_images, calib_count=args.calib_count, calib_method=args.calib_method,
-        rpn_score_thresh=args.rpn_score_thresh, max_candidates=args.max_candidates, opset=args.opset,
+        rpn_score_thresh=args.rpn_score_thresh, rpn_post_nms_top_n=args.rpn_post_nms_top_n,
+        max_candidates=args.max_candidates, opset=args.opset,
         out_dir=args.out, name=args.name, force=args.force, verify=args.verify, verify_source=args.verify_source,
     )
     result = export_model(opts)

@@ -1,10 +1,10 @@
-"""``edgedet sweep``: COCO AP and latency per score threshold, measured on exported engines."""
+"""``edgedet sweep``: COCO AP and latency per threshold or proposal count, measured on exported engines."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "export one engine per threshold and measure AP and latency of each beside eager PyTorch (table + PNG)"
+HELP = "export one engine per threshold (or proposal count) and measure AP and latency of each beside eager PyTorch"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -14,8 +14,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", help="image folder of --data (COCO)")
     p.add_argument("--max-images", type=int, help="evaluate the first N images only")
     p.add_argument("--rpn-score-thresh", metavar="T,T,...", help="Faster R-CNN: RPN proposal thresholds, e.g. 0,0.05,0.1,0.5")
+    p.add_argument("--rpn-post-nms-top-n", metavar="P,P,...",
+                   help="Faster R-CNN: proposals per image the box head runs on, e.g. 150,100,50 (the engine's speed knob)")
     p.add_argument("--score-thresh", metavar="T,T,...",
-                   help="detection score thresholds to sweep, or one value for an RPN sweep (default: the model's own)")
+                   help="detection score thresholds to sweep, or one value for another sweep (default: the model's own)")
     p.add_argument("--iou-thresh", type=float, help="NMS IoU threshold (default: the model's own)")
     p.add_argument("--max-dets", type=int, default=100)
     p.add_argument("--max-candidates", type=int, default=1000, help="candidates kept before NMS (<= 3840)")
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from edgedet import log
     from edgedet.data import check_images, load_dataset
     from edgedet.errors import EdgedetError
-    from edgedet.sweep import SweepOptions, parse_thresholds, print_report, sweep, write_outputs
+    from edgedet.sweep import SweepOptions, parse_counts, parse_thresholds, print_report, sweep, write_outputs
 
     if args.imgsz is not None and len(args.imgsz) not in (1, 2):
         raise EdgedetError("--imgsz takes one size or H W")
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     opts = SweepOptions(
         model=args.model, weights=args.weights,
         rpn_score_thresh=parse_thresholds(args.rpn_score_thresh, "--rpn-score-thresh"),
-        score_thresh=parse_thresholds(args.score_thresh, "--score-thresh"), iou_thresh=args.iou_thresh,
+        score_thresh=parse_thresholds(args.score_thresh, "--score-thresh"),
+        rpn_post_nms_top_n=parse_counts(args.rpn_post_nms_top_n, "--rpn-post-nms-top-n"), iou_thresh=args.iou_thresh,
         max_dets=args.max_dets, max_candidates=args.max_candidates,
         imgsz=None if args.imgsz is None else (tuple(args.imgsz) * 2)[:2],
         nms=args.nms, fp16=args.fp16, backend=args.backend, reference=not args.no_reference, device=args.device,
