@@ -22,25 +22,41 @@ class NormalizeInput(nn.Module):
 
 
 def topk_candidates(
-    boxes: torch.Tensor, scores: torch.Tensor, k: int
+    boxes: torch.Tensor, scores: torch.Tensor, k: int, per_class: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best ``k`` (box, class) pairs per image, padded with zeros to exactly ``k``.
 
     ``boxes [B, N, 4]`` shared by all classes or ``[B, N, C, 4]`` per class; ``scores [B, N, C]``
     already masked (0 where thresholded) → boxes ``[B, k, 4]``, scores ``[B, k]``, labels ``[B, k]``
     int64. A constant ``k`` keeps every shape static whatever the image holds.
+
+    ``per_class`` first keeps each class's best ``per_class`` anchors, as torchvision's SSD does
+    (``topk_candidates``) before its NMS: without it, a class with more than that many anchors above
+    the threshold kept low-scoring boxes eager PyTorch never sees (measured: 100 instead of 88
+    detections on a synthetic image at score 0.01).
     """
     b, n, c = scores.shape
-    flat = scores.reshape(b, n * c)
-    if n * c < k:  # fewer candidates than K: pad so the output shape never depends on the model
-        flat = torch.cat([flat, flat.new_zeros(b, k - n * c)], dim=1)
+    if per_class is not None and per_class < n:
+        if boxes.dim() == 4:
+            raise ValueError("per-class candidates need boxes shared by all classes")
+        class_scores, class_anchors = scores.transpose(1, 2).topk(per_class, dim=2)  # [B, C, per_class]
+        flat, anchors_of = class_scores.reshape(b, c * per_class), class_anchors.reshape(b, c * per_class)
+        total, per_label = c * per_class, per_class
+    else:
+        flat, anchors_of, total, per_label = scores.reshape(b, n * c), None, n * c, None
+    if total < k:  # fewer candidates than K: pad so the output shape never depends on the model
+        flat = torch.cat([flat, flat.new_zeros(b, k - total)], dim=1)
     vals, idx = flat.topk(k, dim=1)
-    idx = torch.clamp(idx, max=n * c - 1)
-    anchor = torch.div(idx, c, rounding_mode="floor")
-    labels = idx - anchor * c
+    idx = torch.clamp(idx, max=total - 1)
+    if anchors_of is not None:
+        anchor = torch.gather(anchors_of, 1, idx)
+        labels = torch.div(idx, per_label, rounding_mode="floor")
+    else:
+        anchor = torch.div(idx, c, rounding_mode="floor")
+        labels = idx - anchor * c
     if boxes.dim() == 4:
-        per_class = boxes.reshape(b, n * c, 4)
-        picked = torch.gather(per_class, 1, idx.unsqueeze(-1).expand(b, k, 4))
+        per_class_boxes = boxes.reshape(b, n * c, 4)
+        picked = torch.gather(per_class_boxes, 1, idx.unsqueeze(-1).expand(b, k, 4))
     else:
         picked = torch.gather(boxes, 1, anchor.unsqueeze(-1).expand(b, k, 4))
     return picked, vals, labels

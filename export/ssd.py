@@ -3,7 +3,8 @@
 torchvision's ``SSD.postprocess_detections`` loops over the classes in Python with boolean
 indexing and per-class TopK; traced, that unrolls once per class (90 times for COCO) with
 data-dependent shapes, and the export runs slower than eager PyTorch. Here every shape is static:
-softmax over all anchors, a score mask instead of filtering, and one TopK over (anchor, class) pairs.
+softmax over all anchors, a score mask instead of filtering, a TopK per class (torchvision's
+``topk_candidates``) and one TopK over the surviving (anchor, class) pairs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class SSDDeploy(nn.Module):
         self.input_size = tuple(input_size)
         self.score_thresh = float(score_thresh)
         self.max_candidates = int(max_candidates)
+        self.per_class = int(model.topk_candidates)
         self.register_buffer("anchors", self._anchors(model))
 
     @torch.no_grad()
@@ -55,4 +57,4 @@ class SSDDeploy(nn.Module):
         boxes = decode_boxes(head["bbox_regression"], self.anchors, coder.weights, coder.bbox_xform_clip, self.input_size)
         scores = torch.softmax(head["cls_logits"], dim=-1)[..., 1:]  # drop background
         scores = torch.where(scores > self.score_thresh, scores, torch.zeros_like(scores))
-        return topk_candidates(boxes, scores, self.max_candidates)
+        return topk_candidates(boxes, scores, self.max_candidates, self.per_class)

@@ -1,5 +1,6 @@
 """`edgedet sweep`: one exported engine per threshold, each scored and timed beside eager PyTorch."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -106,3 +107,18 @@ def test_one_threshold_at_a_time(random_frcnn, synth, tmp_path):
     assert_one_line_error(proc, "one parameter at a time")
     proc, _ = _sweep(tmp_path / "run", random_frcnn, synth, "--rpn-post-nms-top-n", "100,0")
     assert_one_line_error(proc, "must be positive")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_tensorrt_backend_without_tensorrt(tiny_checkpoint, synth, tmp_path):
+    proc, _ = _sweep(tmp_path / "run", tiny_checkpoint, synth, "--score-thresh", "0.25", "--backend", "tensorrt")
+    assert_one_line_error(proc, "needs TensorRT")
+
+
+@pytest.mark.tensorrt
+def test_sweep_on_tensorrt_plans(tiny_checkpoint, synth, tmp_path, need_cuda_binding):
+    proc, report = _sweep(tmp_path / "run", tiny_checkpoint, synth, "--score-thresh", "0.05,0.25", "--backend", "tensorrt")
+    assert proc.returncode == 0, proc.stderr
+    assert report["backend"] == "tensorrt"
+    for p in report["points"]:
+        assert p["engine"].endswith(".plan") and abs(p["delta_ap"]) <= 0.1 and p["agreement"] >= 0.8
