@@ -248,7 +248,8 @@ def _cells(report: SweepReport, p: SweepPoint) -> list[str]:
              f"{p.stats['AR100'] * 100:.1f}", f"{p.dets_per_image:.1f}", f"{p.ms_p50:.2f}", f"{p.ms_mean:.2f}"]
     if p.ref_stats is not None:
         cells += [f"{p.ref_stats['AP'] * 100:.1f}", f"{p.ref_dets_per_image:.1f}", f"{p.ref_ms_p50:.2f}",
-                  f"{p.delta_ap:+.2f}", f"{p.agreement * 100:.1f}%"]
+                  f"{p.ref_ms_p50 / p.ms_p50:.1f}×" if p.ms_p50 > 0 else "-", f"{p.delta_ap:+.2f}",
+                  f"{p.agreement * 100:.1f}%"]
         if _has_proposals(report):
             cells.append(f"{p.ref_proposals_mean:.0f}/{p.ref_proposals_max}")
     return cells
@@ -256,7 +257,7 @@ def _cells(report: SweepReport, p: SweepPoint) -> list[str]:
 
 def _headers(report: SweepReport) -> list[str]:
     engine = [f"engine {h}" for h in HEADERS]
-    ref = ["PyTorch AP", "PyTorch dets/img", "PyTorch ms p50", "ΔAP", "box agreement"]
+    ref = ["PyTorch AP", "PyTorch dets/img", "PyTorch ms p50", "engine speed-up", "ΔAP", "box agreement"]
     if _has_proposals(report):
         ref.append("PyTorch proposals mean/max")
     return [report.param, *engine, *(ref if any(p.ref_stats for p in report.points) else [])]

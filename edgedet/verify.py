@@ -66,6 +66,19 @@ def _row(name: str, precision: str, result: EvalResult) -> VerifyRow:
     return VerifyRow(name, precision, result.stats, result.ms_per_image)
 
 
+def _eager_model(name: str, weights: str, meta: dict[str, Any], family: str, **kwargs: Any) -> Any:
+    """The zoo model in eval mode with the engine's RPN settings (Faster R-CNN) from its metadata."""
+    from edgedet.export.wrappers import set_rpn_proposals
+    from edgedet.models import create_model
+
+    if family == "fasterrcnn":
+        kwargs["rpn_score_thresh"] = meta.get("rpn_score_thresh")
+    model = create_model(name, weights=weights, **kwargs).eval()
+    if meta.get("rpn_post_nms_top_n"):
+        set_rpn_proposals(model, family, meta["rpn_post_nms_top_n"])
+    return model
+
+
 def engine_reference(detector: Any, model_name: str | None, weights: str, *,
                      device: str | None = None) -> tuple[ResizedReference, str, list[str]]:
     """The eager PyTorch model configured as ``detector``'s engine was exported: input size, host resize,
@@ -74,20 +87,16 @@ def engine_reference(detector: Any, model_name: str | None, weights: str, *,
     Returns the predictor, the zoo name and the class names; the classes must match the engine's.
     """
     from edgedet.export.nms import NMSConfig
-    from edgedet.export.wrappers import configure_reference, set_rpn_proposals
-    from edgedet.models import create_model, get_model_entry
+    from edgedet.export.wrappers import configure_reference
+    from edgedet.models import get_model_entry
     from edgedet.reference import TorchPredictor, model_name_from_checkpoint
 
     meta = detector.metadata
     name = model_name or meta.get("model") or model_name_from_checkpoint(weights)
     entry = get_model_entry(name)
     size = detector.input_size
-    kwargs: dict[str, Any] = {}
-    if entry.family == "fasterrcnn":
-        kwargs = {"min_size": min(size), "max_size": max(size), "rpn_score_thresh": meta.get("rpn_score_thresh")}
-    model = create_model(name, weights=weights, **kwargs).eval()
-    if meta.get("rpn_post_nms_top_n"):
-        set_rpn_proposals(model, entry.family, meta["rpn_post_nms_top_n"])
+    sizes = {"min_size": min(size), "max_size": max(size)} if entry.family == "fasterrcnn" else {}
+    model = _eager_model(name, weights, meta, entry.family, **sizes)
     model = configure_reference(model, entry.family, size, NMSConfig(**meta["nms"]))
     classes = list(model.edgedet_classes)
     if classes != detector.class_names:
@@ -101,8 +110,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
            tolerance: float | None = None, device: str | None = None, progress: bool = True) -> VerifyReport:
     from edgedet.export.nms import NMSConfig
     from edgedet.export.parity import compare
-    from edgedet.export.wrappers import set_rpn_proposals, set_thresholds
-    from edgedet.models import create_model, get_model_entry
+    from edgedet.export.wrappers import set_thresholds
+    from edgedet.models import get_model_entry
     from edgedet.reference import TorchPredictor
     from edgedet.runtime import Detector
 
@@ -124,10 +133,7 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
     ref_result, _ = evaluate_detections(ref_dets, dataset, classes, ref_ms)
     report.rows.append(_row(f"PyTorch {name}", "fp32", ref_result))
 
-    rpn = {"rpn_score_thresh": first.get("rpn_score_thresh")} if entry.family == "fasterrcnn" else {}
-    native = set_thresholds(create_model(name, weights=weights, **rpn).eval(), entry.family, nms)  # torchvision's own resize
-    if first.get("rpn_post_nms_top_n"):
-        set_rpn_proposals(native, entry.family, first["rpn_post_nms_top_n"])
+    native = set_thresholds(_eager_model(name, weights, first, entry.family), entry.family, nms)  # torchvision's own resize
     native_result, _ = evaluate_predictor(TorchPredictor(native, device=device), dataset, classes, progress=progress,
                                           desc="torchvision transform")
     info = _row(f"PyTorch {name} (torchvision transform)", "fp32", native_result)
