@@ -15,9 +15,10 @@ The format (what ``IInt8EntropyCalibrator2.write_calibration_cache`` hands over,
   ``major*10000 + minor*100 + patch`` from TensorRT 10 on (10.3.0 → ``100300``), ``major*1000 +
   minor*100 + patch`` before (8.5.1 → ``8501``). ``<algorithm>`` is ``EntropyCalibration2``,
   ``MinMaxCalibration``, ``EntropyCalibration`` or ``LegacyCalibration``.
-- one line per tensor: ``<name>: <8 hex digits>``, the scale as the big-endian bytes of an IEEE-754
-  float32 (the hex of its bit pattern). Names may contain ``:`` and spaces, so the split is on the last
-  ``": "``.
+- one line per tensor: ``<name>: <hex>``, the scale's IEEE-754 float32 bit pattern in hex. edgedet
+  writes all 8 digits; NVIDIA's tools print the bits unpadded (``std::hex`` of the uint32), so 1–8 digits
+  are read (``3c010a14``, but also ``0`` or ``1a2b3c``). Names may contain ``:`` and spaces, so the
+  split is on the last ``": "``.
 
 Pure Python (no numpy, no torch): runs on any machine, tested bit-exactly on a CPU.
 """
@@ -39,7 +40,7 @@ ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
 KNOWN_ALGORITHMS = (*ALGORITHMS.values(), "EntropyCalibration", "LegacyCalibration")
 
 _HEADER = re.compile(r"^TRT-(\d+)-([A-Za-z0-9]+)$")
-_HEX = re.compile(r"^[0-9a-fA-F]{8}$")
+_HEX = re.compile(r"^[0-9a-fA-F]{1,8}$")
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,10 @@ def encode_scale(scale: float) -> str:
 
 
 def decode_scale(digits: str) -> float:
-    """8 hex digits → the float32 value (as a Python float, exactly)."""
+    """1–8 hex digits of float32 bits (unpadded, as NVIDIA's tools write them) → the value, exactly."""
     if not _HEX.match(digits):
-        raise ValueError(f"not 8 hex digits: {digits!r}")
-    return struct.unpack(">f", bytes.fromhex(digits))[0]
+        raise ValueError(f"not 1-8 hex digits: {digits!r}")
+    return struct.unpack(">f", bytes.fromhex(digits.rjust(8, "0")))[0]
 
 
 def format_cache(version: str, algorithm: str, scales: Mapping[str, float]) -> str:
@@ -116,7 +117,7 @@ def parse_cache(text: str, *, source: str = "calibration cache") -> tuple[CacheH
                 raise ValueError("no 'name: scale'")
             scales[name] = decode_scale(digits.strip())
         except ValueError:
-            raise EdgedetError(f"{source} line {number} is not 'name: <8 hex digits>': {line[:80]!r}") from None
+            raise EdgedetError(f"{source} line {number} is not 'name: <1-8 hex digits>': {line[:80]!r}") from None
     return CacheHeader(m.group(1), m.group(2)), scales
 
 

@@ -49,7 +49,10 @@ def _onnxruntime() -> dict[str, Any]:
 
 
 def _tensorrt() -> dict[str, Any]:
-    out = {"tensorrt": _version("tensorrt")}
+    version = _version("tensorrt")
+    out = {"tensorrt": version}
+    if not version.startswith("not"):
+        out.update(tensorrt_summary(version, jetson=Path("/etc/nv_tegra_release").exists()))
     try:
         from cuda import bindings  # noqa: F401
 
@@ -57,6 +60,23 @@ def _tensorrt() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         out["CUDA host API"] = "pycuda" if not _version("pycuda").startswith("not") else "none (install cuda-python)"
     return out
+
+
+def tensorrt_summary(version: str, *, jetson: bool) -> dict[str, str]:
+    """Which build path and DLA support this TensorRT version gives (what `edgedet build` will do)."""
+    from edgedet.errors import EdgedetError
+    from edgedet.export.conformance import target_for_tensorrt
+    from edgedet.export.trt_builder import dla_support, tensorrt_features
+
+    try:
+        f = tensorrt_features(version)
+    except EdgedetError as e:
+        return {"TensorRT build": str(e)}
+    typing = ("strongly typed (precision from the ONNX: .fp16.onnx / Q-DQ .int8.onnx)" if f.strongly_typed_only
+              else "weakly typed (--fp16/--int8 builder flags, INT8 calibrators)")
+    nms = "--nms onnx (EfficientNMS_TRT deprecated here)" if f.efficient_nms_deprecated else "--nms onnx or efficient"
+    dla = dla_support(version) + ("" if jetson else "; this is not a Jetson, so no DLA here")
+    return {"TensorRT build": f"{typing}; check target {target_for_tensorrt(version)}; {nms}", "DLA": dla}
 
 
 def _opencv() -> dict[str, Any]:

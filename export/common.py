@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MAX_CANDIDATES = 3840  # TensorRT's TopK limit; every candidate set is bounded by a constant ≤ this
+from edgedet.export.conformance import TENSORRT_TOPK_LIMIT  # every candidate set is a constant ≤ this
 
 
 class NormalizeInput(nn.Module):
-    """uint8 NHWC RGB → float NCHW, scaled to [0, 1] and normalised, inside the graph (engine contract)."""
+    """uint8 NHWC RGB → float NCHW, scaled to [0, 1] and normalised, inside the graph (engine contract).
+
+    The Cast comes first: TensorRT's ONNX parser rejects any UINT8 tensor that is not a network input
+    or output, so a Transpose of the uint8 input (permute before cast) fails every TensorRT build.
+    The compute dtype follows the buffers, so ``wrapper.double()`` gives a float64 reference.
+    """
 
     def __init__(self, mean: list[float], std: list[float]) -> None:
         super().__init__()
@@ -17,7 +22,7 @@ class NormalizeInput(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        x = images.to(self.mean.dtype).permute(0, 3, 1, 2) / 255.0
         return (x - self.mean) / self.std
 
 

@@ -55,11 +55,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from edgedet.errors import ModelError
+from edgedet.export.common import TENSORRT_TOPK_LIMIT, NormalizeInput
 
 __all__ = ["FasterRCNNDeploy", "TENSORRT_TOPK_LIMIT"]
-
-#: TensorRT's ITopKLayer accepts K ≤ 3840; every TopK of the graph stays within it.
-TENSORRT_TOPK_LIMIT = 3840
 
 #: torchvision hard-codes this minimum side in ``RoIHeads.postprocess_detections``.
 DETECTION_MIN_SIZE = 1e-2
@@ -157,8 +155,7 @@ class FasterRCNNDeploy(nn.Module):
 
         # --- preprocessing: GeneralizedRCNNTransform without its resize -------------------------------
         transform = model.transform
-        self.register_buffer("image_mean", torch.tensor(transform.image_mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("image_std", torch.tensor(transform.image_std, dtype=torch.float32), persistent=False)
+        self.normalize = NormalizeInput(transform.image_mean, transform.image_std)
         divisor = int(transform.size_divisible)
         self.padded_size = (math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)
 
@@ -253,8 +250,7 @@ class FasterRCNNDeploy(nn.Module):
 
     def _preprocess(self, images: Tensor) -> Tensor:
         """uint8 NHWC → normalised float NCHW, zero padded to ``padded_size`` like ``batch_images``."""
-        x = images.permute(0, 3, 1, 2).to(self.image_mean.dtype) / 255.0
-        x = (x - self.image_mean[:, None, None]) / self.image_std[:, None, None]
+        x = self.normalize(images)
         pad_h = self.padded_size[0] - self.input_size[0]
         pad_w = self.padded_size[1] - self.input_size[1]
         if pad_h or pad_w:

@@ -11,7 +11,14 @@ export, so the NMS stays in FP32 when the rest of the graph becomes FP16 or INT8
   and especially FP16 spacing is coarse). Its variable-length selection is scattered back into a
   dense ``[B, K]`` score map and TopK'd to ``D``, so only static shapes leave the graph.
 - ``efficient``: the ``EfficientNMS_TRT`` plugin node (TensorRT only; ``runtime.plugins`` holds a
-  numpy reference so the graph is still checked on a CPU).
+  numpy reference so the graph is still checked on a CPU). NVIDIA deprecated the plugin in TensorRT 10.12
+  with no replacement planned, so it is kept for TensorRT 10.x below 10.12 (JetPack 6 ships 10.3); the
+  ``onnx`` flavour is the path for every TensorRT version. Its score threshold must be at least
+  :data:`EFFICIENT_MIN_SCORE_THRESH`: below that the plugin switches to a dense path that writes
+  below-threshold boxes into its outputs and counts them in ``num_detections``.
+
+Every node of the tail is named ``nms/…``: the TensorRT 10 builder pins those layers to FP32 when it
+builds a weakly typed FP16/INT8 engine (``trt_builder.pin_fp32_layers``).
 """
 
 from __future__ import annotations
@@ -23,12 +30,18 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgedet.errors import EdgedetError
+from edgedet.runtime.plugins import DENSE_PATH_THRESHOLD, EFFICIENT_NMS
 
 FLAVOURS = ("onnx", "efficient")
 CANDIDATES = ("cand_boxes", "cand_scores", "cand_labels")
 OUTPUTS = ("num_dets", "boxes", "scores", "labels")
 # NonMaxSuppression keeps boxes with score > threshold; a zero threshold would let padding through.
 MIN_SCORE_THRESH = 1e-6
+#: EfficientNMS_TRT below this score threshold takes its dense-index path (efficientNMSInference.cu), which
+#: leaves below-threshold entries in the sort and writes them out once real boxes run out.
+EFFICIENT_MIN_SCORE_THRESH = DENSE_PATH_THRESHOLD
+#: Node-name prefix of the tail (the builder's FP32 pinning and the conformance check key on it).
+NMS_PREFIX = "nms/"
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,9 @@ class NMSConfig:
             raise EdgedetError("--iou-thresh must be in (0, 1]")
         if not 1 <= self.max_dets <= num_candidates:
             raise EdgedetError(f"--max-dets must be in 1..{num_candidates} (the candidate count)")
+        if self.flavour == "efficient" and self.score_thresh < EFFICIENT_MIN_SCORE_THRESH:
+            raise EdgedetError(f"--nms efficient needs --score-thresh >= {EFFICIENT_MIN_SCORE_THRESH}: below it "
+                               "EfficientNMS_TRT writes below-threshold boxes into its outputs; use --nms onnx")
         return self
 
     def to_dict(self) -> dict:
@@ -71,7 +87,7 @@ def _class_scores_nodes(p: str, num_classes: int) -> list[onnx.NodeProto]:
 
 
 def _onnx_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
-    p = "nms/"
+    p = NMS_PREFIX
     n = helper.make_node
     return [
         *_class_scores_nodes(p, num_classes),
@@ -110,14 +126,16 @@ def _onnx_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
 
 
 def _efficient_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
-    p = "nms/"
+    p = NMS_PREFIX
+    # float()/int(): TensorRT's plugin creator requires kFLOAT32 thresholds and kINT32 counts, and ONNX
+    # attribute types follow the Python type (iou_thresh=1 would become an INT attribute).
     return [
         *_class_scores_nodes(p, num_classes),
         helper.make_node(
-            "EfficientNMS_TRT", ["cand_boxes", p + "class_scores"], list(OUTPUTS), domain="TRT",
+            EFFICIENT_NMS, ["cand_boxes", p + "class_scores"], list(OUTPUTS), domain="TRT",
             plugin_version="1", background_class=-1, box_coding=0, score_activation=0, class_agnostic=0,
-            max_output_boxes=cfg.max_dets, score_threshold=max(cfg.score_thresh, MIN_SCORE_THRESH),
-            iou_threshold=cfg.iou_thresh),
+            max_output_boxes=int(cfg.max_dets), score_threshold=float(cfg.score_thresh),
+            iou_threshold=float(cfg.iou_thresh)),
     ]
 
 
@@ -129,7 +147,11 @@ def append_nms(model: onnx.ModelProto, cfg: NMSConfig, *, input_size: tuple[int,
     batch = model.graph.output[0].type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_param or batch.dim_value
     build = _onnx_nms_nodes if cfg.flavour == "onnx" else _efficient_nms_nodes
-    model.graph.node.extend(build(cfg, num_classes))
+    nodes = build(cfg, num_classes)
+    for node in nodes:  # named by their first output, under the tail's prefix
+        out = node.output[0]
+        node.name = out if out.startswith(NMS_PREFIX) else NMS_PREFIX + out
+    model.graph.node.extend(nodes)
     del model.graph.output[:]
     d = cfg.max_dets
     model.graph.output.extend([

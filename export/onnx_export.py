@@ -20,12 +20,14 @@ import onnx
 from edgedet import __version__, log
 from edgedet.errors import EdgedetError
 from edgedet.export.nms import CANDIDATES, NMSConfig, append_nms
-from edgedet.export.fasterrcnn import TENSORRT_TOPK_LIMIT
+from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
 from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_reference, pad_value, set_rpn_proposals
 from edgedet.fileio import atomic_path, atomic_write_json
 from edgedet.runtime.metadata import PROPS_KEY, SCHEMA_VERSION, sidecar_path
 
 MIN_OPSET = 17
+#: What ``export`` writes for: every TensorRT version edgedet builds with (metadata ``target``).
+EXPORT_TARGET = "tensorrt"
 
 
 @dataclass
@@ -50,6 +52,7 @@ class ExportOptions:
     force: bool = False
     verify: int = 0
     verify_source: str | None = None
+    check: bool = True  # run edgedet check (every TensorRT target) and refuse a graph that fails it
 
 
 @dataclass
@@ -225,7 +228,7 @@ def export_model(opts: ExportOptions) -> ExportResult:
     candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size, opts.opset)
 
     meta: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "model": entry.name, "family": entry.family,
+        "schema_version": SCHEMA_VERSION, "model": entry.name, "family": entry.family, "target": EXPORT_TARGET,
         "classes": classes, "category_ids": category_ids,
         "input": {"name": "images", "dtype": "uint8", "layout": "NHWC", "color": "RGB", "size": list(size),
                   "resize": RESIZE_MODE[entry.family], "pad_value": pad_value(model)},
@@ -245,7 +248,7 @@ def export_model(opts: ExportOptions) -> ExportResult:
     finished = {}
     for precision, graph in graphs.items():
         full = append_nms(graph, nms, input_size=size, num_classes=len(classes))
-        finished[precision] = (full, {**meta, "precision": precision})
+        finished[precision] = (full, {**meta, "precision": precision, "check": _check(full, precision, opts.check)})
 
     parity: dict[str, dict] = {}
     if opts.verify:
@@ -268,6 +271,21 @@ def export_model(opts: ExportOptions) -> ExportResult:
         m.update({"exported_in_s": round(seconds, 2), "parity": parity.get(precision)})
         _save(_finish(full, m), paths[precision], m, opts.force)
     return ExportResult(paths, finished["fp32"][1], seconds, parity)
+
+
+def _check(model: onnx.ModelProto, precision: str, enabled: bool) -> dict[str, Any] | None:
+    """``edgedet check`` on a finished graph for every TensorRT target: an error refuses the export (one line
+    naming the node), warnings are printed once; the summary goes into the metadata."""
+    from edgedet.export.conformance import require_conformant
+
+    if not enabled:
+        log.warn(f"{precision} graph not checked against TensorRT's rules (--no-check)")
+        return None
+    reports = require_conformant(model, EXPORT_TARGET, what=f"the {precision} graph")
+    for rep in reports:
+        for f in rep.warnings:
+            log.warn(f"{precision} graph, {rep.target}: {f}", once=True)
+    return {r.target: {"passed": r.passed, "errors": len(r.errors), "warnings": len(r.warnings)} for r in reports}
 
 
 def _clone(model: onnx.ModelProto) -> onnx.ModelProto:

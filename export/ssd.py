@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.ssd import SSD
 
-from edgedet.export.common import MAX_CANDIDATES, NormalizeInput, decode_boxes, topk_candidates
+from edgedet.export.common import TENSORRT_TOPK_LIMIT, NormalizeInput, decode_boxes, topk_candidates
 
 
 class SSDDeploy(nn.Module):
@@ -25,8 +25,8 @@ class SSDDeploy(nn.Module):
 
     def __init__(self, model: SSD, *, input_size: tuple[int, int], score_thresh: float, max_candidates: int) -> None:
         super().__init__()
-        if not 0 < max_candidates <= MAX_CANDIDATES:
-            raise ValueError(f"max_candidates must be in 1..{MAX_CANDIDATES}")
+        if not 0 < max_candidates <= TENSORRT_TOPK_LIMIT:
+            raise ValueError(f"max_candidates must be in 1..{TENSORRT_TOPK_LIMIT}")
         self.normalize = NormalizeInput(model.transform.image_mean, model.transform.image_std)
         self.backbone = model.backbone
         self.head = model.head

@@ -7,21 +7,33 @@ the whole job: validation, both steps, the plan and its ``<stem>.json`` sidecar,
 
 Precision, by TensorRT version (:func:`tensorrt_features`, :func:`resolve_precision`):
 
-- TensorRT ≥ 11 builds a *strongly typed* network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``):
-  the types in the ONNX are the types of the engine. The precision flags and implicit INT8 calibration are
-  gone, so precision is chosen at export time: ``edgedet export --fp16`` writes ``.fp16.onnx``, a Q/DQ
+- TensorRT ≥ 11 always builds a *strongly typed* network: the types in the ONNX are the types of the
+  engine. ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is accepted but ignored there and may be
+  removed, so no creation flag is passed on 11. The precision flags and implicit INT8 calibration are gone,
+  so precision is chosen at export time: ``edgedet export --fp16`` writes ``.fp16.onnx``, a Q/DQ
   ``.int8.onnx`` carries INT8. ``--fp16`` on an FP32 graph is an error that says so.
 - TensorRT 10 builds a weakly typed network and uses ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; INT8 on a
   graph without Q/DQ nodes is calibrated with ``IInt8EntropyCalibrator2`` (or ``IInt8MinMaxCalibrator``,
-  ``--calibrator minmax``) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, and the calibration
-  cache (:mod:`edgedet.calib.trt_cache`, TensorRT's own format) is checked against this TensorRT version,
+  ``--calibrator minmax``) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, uploaded as float32 (the
+  calibrator contract for non-index inputs, as Polygraphy and trtexec feed it), and the calibration cache
+  (:mod:`edgedet.calib.trt_cache`, TensorRT's own format) is checked against this TensorRT version,
   algorithm and network before it is used, so a rebuild skips calibration but never uses a foreign cache.
+  Weak typing lets the builder run any layer in FP16/INT8, the NMS tail included; so whenever a precision
+  flag is set, the tail's layers (ONNX nodes named ``nms/…``) are pinned to FP32 with
+  ``OBEY_PRECISION_CONSTRAINTS`` (:func:`pin_fp32_layers`): boxes and scores stay FP32 as the export promises.
+
+NMS: ``--nms onnx`` (TensorRT's native ``INMSLayer``) is the path for every TensorRT version. The
+``EfficientNMS_TRT`` plugin (``--nms efficient``) is deprecated since TensorRT 10.12 with no replacement
+planned; it is kept for TensorRT 10.x below 10.12 (JetPack 6), and the build warns when it builds a plugin
+graph on ≥ 10.12.
 
 DLA (``--dla N``): the Deep Learning Accelerator of Jetson AGX Xavier / Xavier NX (2 cores, JetPack 5,
-TensorRT 8.5) and AGX Orin / Orin NX (2 and 1 cores, JetPack 6, TensorRT 10.3). Orin Nano has none, and
-desktop GPUs have none. DLA runs FP16 or INT8 only (never FP32), so ``--dla`` needs ``--fp16``/``--int8`` on
-TensorRT 10 or an FP16/Q-DQ graph on TensorRT 11; layers the DLA cannot run (NMS plugins, TopK, most of
-the detection head) fall back to the GPU (``BuilderFlag.GPU_FALLBACK``).
+TensorRT 8.5, which edgedet does not build for) and AGX Orin / Orin NX (2 and 1 cores, JetPack 6, TensorRT
+10.3). TensorRT 11.0–11.3 has no DLA support at all; 11.4.1 brings it back on AGX Orin only, with JetPack
+7.2.2. Orin Nano has none, and desktop GPUs have none. DLA runs FP16 or INT8 only (never FP32), so ``--dla``
+needs ``--fp16``/``--int8`` on TensorRT 10 or an FP16/Q-DQ graph on TensorRT 11; layers the DLA cannot run
+(NMS, TopK, most of the detection head) fall back to the GPU (``BuilderFlag.GPU_FALLBACK``).
+:func:`dla_support` states what a TensorRT version offers; ``edgedet doctor`` prints it.
 
 The TensorRT-free parts (version table, precision rules, batch profile, option checks, the cache format)
 are pure functions tested on any CPU; the rest needs TensorRT and a GPU and is tested where they exist.
@@ -38,7 +50,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from edgedet import log
 from edgedet.errors import BackendError, EdgedetError
+from edgedet.export.nms import NMS_PREFIX
+from edgedet.runtime.plugins import EFFICIENT_NMS
 
 _log = logging.getLogger("edgedet.export.tensorrt")
 
@@ -61,6 +76,7 @@ class TrtFeatures(NamedTuple):
     strongly_typed_only: bool  # ≥ 11: the precision flags and weak typing are gone
     has_precision_flags: bool  # < 11: BuilderFlag.FP16 / INT8
     has_calibrators: bool  # < 11: IInt8EntropyCalibrator2 / IInt8MinMaxCalibrator
+    efficient_nms_deprecated: bool  # ≥ 10.12: EfficientNMS_TRT deprecated, no replacement planned
 
 
 def tensorrt_features(version: str) -> TrtFeatures:
@@ -74,7 +90,26 @@ def tensorrt_features(version: str) -> TrtFeatures:
         raise BackendError(f"TensorRT {version} is too old; edgedet builds with TensorRT 10 (JetPack 6) or newer")
     legacy = major < 11
     return TrtFeatures(major, minor, patch, strongly_typed_only=not legacy, has_precision_flags=legacy,
-                       has_calibrators=legacy)
+                       has_calibrators=legacy, efficient_nms_deprecated=(major, minor) >= (10, 12))
+
+
+def dla_support(version: str) -> str:
+    """What a TensorRT version offers on the DLA, in one line (``edgedet doctor``, ``--dla`` errors)."""
+    f = tensorrt_features(version)
+    if f.major == 10:
+        return (f"TensorRT {version}: DLA on Jetson AGX Orin (2 cores) and Orin NX (1 core) with JetPack 6; "
+                "none on Orin Nano or desktop GPUs")
+    if (f.major, f.minor, f.patch) >= (11, 4, 1):
+        return f"TensorRT {version}: DLA on Jetson AGX Orin only, with JetPack 7.2.2; none elsewhere"
+    return f"TensorRT {version}: no DLA support (TensorRT 11.0-11.3; 11.4.1 brings it back on AGX Orin)"
+
+
+def creation_flags(trt: Any, features: TrtFeatures, strongly_typed: bool) -> int:
+    """Network creation flags: ``STRONGLY_TYPED`` on TensorRT 10 when asked, none on 11 (always strongly
+    typed there; the flag is accepted but ignored and may be removed)."""
+    if strongly_typed and not features.strongly_typed_only:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0
 
 
 def graph_precision(model: Any) -> str:
@@ -201,6 +236,7 @@ class BuildOptions:
     timing_cache: str | Path | None = None
     force: bool = False
     device: int = 0
+    check: bool = True  # run edgedet check for this TensorRT version first; refuse a graph that fails
     calib_batches: Iterable[np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -262,6 +298,9 @@ def prepare(opts: BuildOptions) -> Prepared:
         raise EdgedetError(f"{src.name} input {inp.name!r} is not uint8 (the engine contract); was it written by edgedet export?")
     shape = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
     metadata = read_metadata(src) or {}
+    if metadata.get("target") == "cpu":
+        raise EdgedetError(f"{src.name} is a CPU artifact (metadata target 'cpu', for ONNX Runtime/OpenVINO); "
+                           "build the TensorRT export (<name>.onnx, .fp16.onnx or .int8.onnx) instead")
     profile = batch_profile(shape, opts.min_batch, opts.opt_batch, opts.max_batch, metadata)
     graph = graph_precision(model)
     if opts.int8 and graph != "int8" and opts.calib_images is None and opts.calib_batches is None \
@@ -305,8 +344,7 @@ def create_network(onnx_path: str | Path, *, strongly_typed: bool, trt: Any = No
     builder = trt.Builder(logger)
     if builder is None:
         raise BackendError("TensorRT cannot create a builder (is a CUDA GPU visible?)")
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
-    network = builder.create_network(flags)
+    network = builder.create_network(creation_flags(trt, tensorrt_features(trt.__version__), strongly_typed))
     parser = trt.OnnxParser(network, logger)
     ok = parser.parse_from_file(str(onnx_path))
     if not ok or parser.num_errors:
@@ -360,11 +398,18 @@ def folder_batches(source: str | Path, metadata: dict, size: tuple[int, int], ba
     return preprocessed_batches(calibration_images(source, count=max_images), size, mode, pad, batch)
 
 
+def calibration_nbytes(shape: Sequence[int]) -> int:
+    """Bytes of one calibration batch on the device: float32 elements, not the uint8 input's bytes."""
+    return int(np.prod(shape)) * np.dtype(np.float32).itemsize
+
+
 def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], batch_size: int,
                     input_shape: tuple[int, ...], cache_path: str | Path, cuda: Any) -> Any:
     """A TensorRT 10 ``IInt8EntropyCalibrator2`` (``"entropy"``) or ``IInt8MinMaxCalibrator`` (``"minmax"``).
 
-    It copies each ``uint8 [batch_size, H, W, 3]`` batch into one device buffer and hands TensorRT its
+    It copies each ``uint8 [batch_size, H, W, 3]`` batch, converted to float32 (TensorRT's calibrator reads
+    float32 for every non-index input, whatever the network input's type: Polygraphy's calibrator forces
+    float32 and trtexec's allocates ``count * sizeof(float)``), into one device buffer and hands TensorRT its
     address; ``None`` ends calibration. ``read_calibration_cache`` returns the cache file's bytes (already
     checked by :func:`create_engine`, because an exception raised inside a TensorRT callback cannot reach the
     user as one line), ``write_calibration_cache`` writes TensorRT's bytes atomically. ``cuda`` is the runtime's
@@ -372,7 +417,7 @@ def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], bat
     """
     base = trt.IInt8EntropyCalibrator2 if algorithm == "entropy" else trt.IInt8MinMaxCalibrator
     shape = (batch_size, *input_shape[1:])
-    nbytes = int(np.prod(shape))
+    nbytes = calibration_nbytes(shape)
 
     class _Calibrator(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
@@ -381,7 +426,8 @@ def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], bat
             self.batches = _full_batches(batches, batch_size, shape)
             self.device_ptr = cuda.malloc(nbytes)
             self.stream = cuda.stream_create()
-            self.host = cuda.malloc_host(nbytes)
+            self.pinned = cuda.malloc_host(nbytes)  # uint8 [nbytes], freed as allocated
+            self.host = self.pinned.view(np.float32)
             self.count = 0
             self.error: Exception | None = None
 
@@ -396,7 +442,7 @@ def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], bat
             except Exception as e:  # noqa: BLE001 - end calibration here; the builder then fails, we report why
                 self.error = e
                 return None
-            np.copyto(self.host, batch.reshape(-1))
+            np.copyto(self.host, batch.reshape(-1))  # uint8 → float32 values 0..255, what TensorRT reads
             cuda.memcpy_htod_async(self.device_ptr, self.host, self.stream)
             cuda.stream_sync(self.stream)
             self.count += batch_size
@@ -415,11 +461,33 @@ def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], bat
         def free(self) -> None:
             if self.device_ptr is not None:
                 cuda.free(self.device_ptr)
-                cuda.free_host(self.host)
+                cuda.free_host(self.pinned)
                 cuda.stream_destroy(self.stream)
                 self.device_ptr = None
 
     return _Calibrator()
+
+
+def pin_fp32_layers(trt: Any, network: Any, prefix: str = NMS_PREFIX) -> int:
+    """Pin the float layers named ``prefix…`` (the NMS tail) to FP32; returns how many were pinned.
+
+    On a weakly typed TensorRT 10 network with ``BuilderFlag.FP16``/``INT8`` the builder may otherwise run
+    them in reduced precision. Only layers whose outputs are all float are pinned (integer and bool layers
+    have no precision to choose); the caller sets ``OBEY_PRECISION_CONSTRAINTS``.
+    """
+    floats = {trt.float32, trt.float16}
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if not layer.name.startswith(prefix) or layer.num_outputs == 0:
+            continue
+        if not all(layer.get_output(j).dtype in floats for j in range(layer.num_outputs)):
+            continue
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+        pinned += 1
+    return pinned
 
 
 def create_engine(trt: Any, builder: Any, network: Any, plan: PrecisionPlan, profile: tuple, *,
@@ -436,6 +504,9 @@ def create_engine(trt: Any, builder: Any, network: Any, plan: PrecisionPlan, pro
         config.set_flag(trt.BuilderFlag.FP16)
     if plan.int8_flag:
         config.set_flag(trt.BuilderFlag.INT8)
+    if (plan.fp16_flag or plan.int8_flag) and not plan.strongly_typed:
+        if pin_fp32_layers(trt, network):
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     inp = network.get_input(0)
     lo, opt, hi = profile
     if _dim(next(iter(inp.shape))) < 0:
@@ -452,8 +523,7 @@ def create_engine(trt: Any, builder: Any, network: Any, plan: PrecisionPlan, pro
     if dla is not None:
         cores = int(getattr(builder, "num_DLA_cores", 0))
         if cores == 0:
-            raise BackendError("--dla: this device has no DLA cores (Jetson AGX Xavier/Xavier NX/AGX Orin/Orin NX "
-                               "have them; Orin Nano and desktop GPUs do not)")
+            raise BackendError(f"--dla: this device has no DLA cores ({dla_support(trt.__version__)})")
         if not 0 <= dla < cores:
             raise EdgedetError(f"--dla {dla}: this device has DLA cores 0..{cores - 1}")
         if plan.precision == "fp32":
@@ -536,6 +606,15 @@ def build_engine(opts: BuildOptions) -> BuildResult:
     trt = import_tensorrt()
     t0 = time.perf_counter()
     features = tensorrt_features(trt.__version__)
+    if opts.check:  # its warnings include EfficientNMS_TRT's deprecation (10.12 on)
+        from edgedet.export.conformance import require_conformant, target_for_tensorrt
+
+        for rep in require_conformant(prep.model, target_for_tensorrt(trt.__version__), what=Path(opts.onnx).name):
+            for f in rep.warnings:
+                log.warn(f"{rep.target}: {f}")
+    elif features.efficient_nms_deprecated and any(n.op_type == EFFICIENT_NMS for n in prep.model.graph.node):
+        log.warn(f"{Path(opts.onnx).name} uses the EfficientNMS_TRT plugin, deprecated since TensorRT 10.12 "
+                 f"(this is {trt.__version__}); export with --nms onnx (TensorRT's native NMS) instead")
     plan = resolve_precision(features, prep.graph, fp16=opts.fp16, int8=opts.int8)
     builder, network, _parser = create_network(opts.onnx, strongly_typed=plan.strongly_typed, trt=trt)
     profile = batch_profile(tuple(network.get_input(0).shape), opts.min_batch, opts.opt_batch, opts.max_batch,
@@ -585,7 +664,7 @@ def build_engine(opts: BuildOptions) -> BuildResult:
     name = device_name(opts.device)
     # fields() rather than asdict(): asdict deep-copies, and calib_batches may be a generator
     build_opts = {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(opts)
-                  if f.name not in ("calib_batches", "force", "onnx", "out") and (v := getattr(opts, f.name)) is not None}
+                  if f.name not in ("calib_batches", "force", "onnx", "out", "check") and (v := getattr(opts, f.name)) is not None}
     meta_update = {
         "precision": plan.precision,
         "tensorrt": trt.__version__,

@@ -2,6 +2,7 @@
 
     from edgedet.runtime import Detector
     det = Detector("model.onnx")            # or model.plan / model.engine (TensorRT)
+    det = Detector("model.onnx", backend="openvino")   # OpenVINO on the CPU
     result = det(rgb_image)                 # Detections in original-image pixels
     det.class_names[result.labels[0]]
 
@@ -24,7 +25,7 @@ from edgedet.runtime.preprocess import RESIZE_MODES, preprocess_batch
 
 ONNX_SUFFIXES = {".onnx"}
 TRT_SUFFIXES = {".plan", ".engine", ".trt"}
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 
 ImageOrBatch = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -74,18 +75,22 @@ class Detector:
         use_trt = backend == "tensorrt" or (backend == "auto" and suffix in TRT_SUFFIXES)
         if use_trt and suffix in ONNX_SUFFIXES:
             raise BackendError(f"{path.name} is an ONNX file; build a TensorRT plan first with `edgedet build {path}`")
-        if backend == "onnxruntime" and suffix in TRT_SUFFIXES:
-            raise BackendError(f"{path.name} is a TensorRT plan; ONNX Runtime runs .onnx files")
+        if backend in ("onnxruntime", "openvino") and suffix in TRT_SUFFIXES:
+            raise BackendError(f"{path.name} is a TensorRT plan; {backend} runs .onnx files")
         if use_trt:
             from edgedet.runtime.trt_engine import TrtEngine
 
             self.engine = TrtEngine(path, device=device)
+        elif backend == "openvino":
+            from edgedet.runtime.openvino_engine import OpenVinoEngine
+
+            self.engine = OpenVinoEngine(path, threads=threads)
         else:
             from edgedet.runtime.onnx_engine import OnnxEngine
 
             self.engine = OnnxEngine(path, providers=providers or default_providers(), threads=threads)
         self.path = path
-        self.backend = "tensorrt" if use_trt else "onnxruntime"
+        self.backend = "tensorrt" if use_trt else ("openvino" if backend == "openvino" else "onnxruntime")
         self.metadata = self._metadata()
         inp = self.metadata["input"]
         self.input_size: tuple[int, int] = (int(inp["size"][0]), int(inp["size"][1]))

@@ -16,26 +16,39 @@ from edgedet.runtime.plugins import EFFICIENT_NMS, PluginGraphRunner
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
 
 
+def read_contract_model(path: Path):
+    """``(model, input name, batch or None, (H, W))`` of an ONNX file that follows the engine contract
+    (one uint8 ``[B, H, W, 3]`` input, the four contract outputs); :class:`BackendError` otherwise."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise BackendError(f"the onnx package is not installed ({e.name}); pip install onnx") from None
+    if not path.is_file():
+        raise BackendError(f"engine not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - protobuf raises several types for corrupt files
+        raise BackendError(f"cannot read ONNX model {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not model.graph.input:
+        raise BackendError(f"{path} has no inputs; is it an edgedet export?")
+    inp = model.graph.input[0]
+    dims = [d.dim_value or None for d in inp.type.tensor_type.shape.dim]
+    if len(dims) != 4 or inp.type.tensor_type.elem_type != onnx.TensorProto.UINT8 or dims[3] != 3:
+        raise BackendError(f"{path} input {inp.name!r} is not uint8 [B, H, W, 3] (the engine contract)")
+    names = [o.name for o in model.graph.output]
+    if names != list(OUTPUT_NAMES):
+        raise BackendError(f"{path} outputs {names}, not the engine contract's {list(OUTPUT_NAMES)}")
+    return model, inp.name, dims[0], (dims[1], dims[2])
+
+
 class OnnxEngine:
     def __init__(self, path: str | Path, *, providers: list[str] | None = None, threads: int | None = None) -> None:
         try:
-            import onnx
             import onnxruntime as ort
         except ImportError as e:
             raise BackendError(f"ONNX Runtime is not installed ({e.name}); pip install onnxruntime") from None
         path = Path(path)
-        if not path.is_file():
-            raise BackendError(f"engine not found: {path}")
-        try:
-            model = onnx.load(str(path))
-        except Exception as e:  # noqa: BLE001 - protobuf raises several types for corrupt files
-            raise BackendError(f"cannot read ONNX model {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        inp = model.graph.input[0]
-        self.input_name = inp.name
-        dims = [d.dim_value or None for d in inp.type.tensor_type.shape.dim]
-        if len(dims) != 4 or inp.type.tensor_type.elem_type != onnx.TensorProto.UINT8 or dims[3] != 3:
-            raise BackendError(f"{path} input {inp.name!r} is not uint8 [B, H, W, 3] (the engine contract)")
-        self.input_batch, self.input_hw = dims[0], (dims[1], dims[2])
+        model, self.input_name, self.input_batch, self.input_hw = read_contract_model(path)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -50,9 +63,6 @@ class OnnxEngine:
                 self._session = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"ONNX Runtime cannot load {path}: {str(e).splitlines()[0]}") from None
-        names = [o.name for o in model.graph.output]
-        if names != list(OUTPUT_NAMES):
-            raise BackendError(f"{path} outputs {names}, not the engine contract's {list(OUTPUT_NAMES)}")
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
         """``images uint8 [B, H, W, 3]`` → num_dets, boxes, scores, labels."""

@@ -2,8 +2,9 @@
 
 ONNX Runtime cannot run the plugin, so the TensorRT-flavoured graph is checked on a CPU by running
 everything up to the plugin node in ONNX Runtime and the plugin's documented semantics here
-(TensorRT plugin README, EfficientNMS: per-class NMS on boxes above ``score_threshold``, the top
-``max_output_boxes`` over all classes by score, outputs zero-padded).
+(per-class NMS on boxes at or above ``score_threshold``, the top ``max_output_boxes`` over all classes by
+score, outputs zero-padded), modelled on the plugin's CUDA source rather than its README, which says
+"above" where the code compares ``>=``.
 """
 
 from __future__ import annotations
@@ -28,15 +29,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        order = rest[iou_matrix(boxes[i : i + 1], boxes[rest])[0] <= iou_threshold]
-    return keep
+#: efficientNMSInference.cu: thresholds below this take the dense-index path.
+DENSE_PATH_THRESHOLD = 0.007
+#: The score the dense path gives below-threshold and background entries (``-(1 << 15)``).
+DENSE_FILL = -32768.0
+#: Candidates the plugin's NMS kernel looks at per image (``numSelectedBoxes``; 2000 on GPUs with fewer
+#: than 64 K registers per block, which edgedet's TensorRT 10 targets do not have).
+CANDIDATE_LIMIT = 5000
 
 
 def efficient_nms(
@@ -50,44 +49,64 @@ def efficient_nms(
     score_activation: bool = False,
     box_coding: int = 0,
     class_agnostic: bool = False,
+    candidate_limit: int = CANDIDATE_LIMIT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``boxes [B, N, 4]`` (or ``[B, N, C, 4]``), ``scores [B, N, C]`` → num ``[B,1]`` int32, boxes
-    ``[B, K, 4]``, scores ``[B, K]``, classes ``[B, K]`` int32, as the plugin outputs them."""
+    ``[B, K, 4]``, scores ``[B, K]``, classes ``[B, K]`` int32, as the plugin computes them.
+
+    Modelled on ``efficientNMSInference.cu`` (identical from TensorRT 10.3 to 11.1), including its quirks:
+
+    - a candidate is kept when ``score >= score_threshold`` and suppressed when its IoU with a kept box
+      of its class is ``>= iou_threshold`` (both inclusive; ONNX NonMaxSuppression is strict on both);
+    - all (anchor, class) pairs of an image are sorted together by score (ties by element index), the
+      best ``candidate_limit`` enter one greedy NMS, which stops after ``max_output_boxes`` kept boxes;
+    - below :data:`DENSE_PATH_THRESHOLD` (on the logit when ``score_activation``) the *dense* path runs:
+      every pair enters the sort, below-threshold and background pairs with score :data:`DENSE_FILL`, and
+      the NMS kernel has no score test, so once real boxes run out those pairs are written out and
+      counted in ``num_detections``. Export refuses such thresholds for ``--nms efficient``.
+    """
     if box_coding != 0:
         raise NotImplementedError("only box_coding=0 (corner coordinates) is used by edgedet")
-    if score_activation:
-        scores = 1.0 / (1.0 + np.exp(-scores))
     B, N, C = scores.shape
     K = max_output_boxes
+    threshold = float(score_threshold)
+    select = threshold
+    if score_activation:
+        scores = 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
+        select = float(np.log(threshold / (1 - threshold))) if 0 < threshold < 1 else (DENSE_FILL if threshold <= 0 else np.inf)
+    dense = select < DENSE_PATH_THRESHOLD
     num = np.zeros((B, 1), np.int32)
     out_boxes = np.zeros((B, K, 4), np.float32)
     out_scores = np.zeros((B, K), np.float32)
     out_classes = np.zeros((B, K), np.int32)
+    classes = np.tile(np.arange(C), N)
     for b in range(B):
-        picked: list[tuple[float, int, int]] = []  # (score, box index, class)
-        for c in range(C):
-            if c == background_class:
+        flat = scores[b].reshape(-1).astype(np.float64)
+        valid = (flat >= threshold) & (classes != background_class)
+        if dense:
+            keyed = np.where(valid, flat, DENSE_FILL)
+            elements = np.arange(flat.size)
+        else:
+            elements = np.nonzero(valid)[0]
+            keyed = flat
+        order = elements[np.lexsort((elements, -keyed[elements]))][:candidate_limit]
+        per_box = boxes[b].reshape(-1, 4) if boxes.ndim == 4 else None
+        kept_boxes = np.zeros((K, 4), np.float32)
+        kept_classes = np.zeros(K, np.int64)
+        k = 0
+        for e in order:
+            if k == K:
+                break
+            c = int(classes[e])
+            box = per_box[e] if per_box is not None else boxes[b, e // C]
+            same = slice(None) if class_agnostic else kept_classes[:k] == c
+            if k and (iou_matrix(box[None], kept_boxes[:k][same])[0] >= iou_threshold).any():
                 continue
-            s = scores[b, :, c]
-            idx = np.nonzero(s > score_threshold)[0]
-            if idx.size == 0:
-                continue
-            cls_boxes = boxes[b, idx, c] if boxes.ndim == 4 else boxes[b, idx]
-            if class_agnostic:
-                picked += [(float(s[i]), int(i), c) for i in idx]
-                continue
-            picked += [(float(s[idx[k]]), int(idx[k]), c) for k in _greedy_nms(cls_boxes, s[idx], iou_threshold)]
-        if class_agnostic and picked:
-            cb = np.stack([boxes[b, i, c] if boxes.ndim == 4 else boxes[b, i] for _, i, c in picked])
-            keep = _greedy_nms(cb, np.array([p[0] for p in picked]), iou_threshold)
-            picked = [picked[k] for k in keep]
-        picked.sort(key=lambda p: -p[0])
-        picked = picked[:K]
-        num[b, 0] = len(picked)
-        for k, (score, i, c) in enumerate(picked):
-            out_boxes[b, k] = boxes[b, i, c] if boxes.ndim == 4 else boxes[b, i]
-            out_scores[b, k] = score
-            out_classes[b, k] = c
+            kept_boxes[k], kept_classes[k] = box, c
+            out_scores[b, k] = keyed[e] if not score_activation or keyed[e] != DENSE_FILL else 0.0
+            k += 1
+        num[b, 0] = k
+        out_boxes[b, :k], out_classes[b, :k] = kept_boxes[:k], kept_classes[:k]
     return num, out_boxes, out_scores, out_classes
 
 

@@ -20,6 +20,24 @@ def run_edgedet(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=600)
 
 
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A CLI run that failed the way a user should see it: exit 1, no traceback, one error line naming
+    every fragment."""
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, proc.stderr
+    for f in fragments:
+        assert f in errors[0], errors[0]
+
+
+def one_line(e: pytest.ExceptionInfo) -> str:
+    """The message of a raised library error, asserted to be one line."""
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
 def _has_cuda() -> bool:
     try:
         import torch

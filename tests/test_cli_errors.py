@@ -1,21 +1,8 @@
 """Every error a user can cause: exit code 1, exactly one line on stderr, no traceback."""
 
-import subprocess
-
 import pytest
 
-from conftest import run_edgedet
-
-
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if "error:" in l]
-    assert len(errors) == 1, proc.stderr
-    for f in fragments:
-        assert f in errors[0], errors[0]
+from conftest import assert_one_line_error, run_edgedet
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import run_edgedet
+from conftest import assert_one_line_error, one_line, run_edgedet
 from edgedet.calib.trt_cache import (
     CacheHeader,
     check_cache,
@@ -26,6 +26,7 @@ from edgedet.calib.trt_cache import (
 )
 from edgedet.export.trt_builder import (
     BuildOptions,
+    PrecisionPlan,
     batch_profile,
     graph_precision,
     prepare,
@@ -75,11 +76,6 @@ def _contract_graph(path, batch, *, fp16: bool = False, qdq: bool = False, meta:
         path.with_suffix(".json").write_text(json.dumps(meta))
 
 
-def _one_line(e: pytest.ExceptionInfo) -> str:
-    assert "\n" not in str(e.value), str(e.value)
-    return str(e.value)
-
-
 # --- calibration cache ------------------------------------------------------------------------------
 
 
@@ -95,8 +91,12 @@ def test_scale_encoding_is_big_endian_float32_bits() -> None:
     assert encode_scale(1.0) == "3f800000"
     assert encode_scale(-2.0) == "c0000000"
     assert decode_scale("3c010a14") == struct.unpack(">f", bytes.fromhex("3c010a14"))[0]
-    with pytest.raises(ValueError):
-        decode_scale("3c010a1")
+    # NVIDIA's tools print the bits with std::hex, unpadded: 1-8 digits name the same float32 bits
+    assert np.float32(decode_scale("3c010a1")).view(np.uint32) == 0x03C010A1
+    assert decode_scale("0") == 0.0 and np.float32(decode_scale("1")).view(np.uint32) == 1
+    for bad in ("", "3c010a141", "0x3c01", "zz"):
+        with pytest.raises(ValueError):
+            decode_scale(bad)
     with pytest.raises(EdgedetError):
         encode_scale(float("nan"))
 
@@ -123,9 +123,10 @@ def test_cache_round_trip_is_bit_exact(tmp_path) -> None:
 def test_reads_a_cache_written_by_tensorrt() -> None:
     from edgedet.calib.trt_cache import parse_cache
 
-    header, scales = parse_cache("TRT-8501-EntropyCalibration2\nimages: 3c010a14\nout: 3d8f2c51\n")
-    assert str(header) == "TRT-8501-EntropyCalibration2" and set(scales) == {"images", "out"}
+    header, scales = parse_cache("TRT-8501-EntropyCalibration2\nimages: 3c010a14\nout: 3d8f2c51\nsmall: 7f2c51\n")
+    assert str(header) == "TRT-8501-EntropyCalibration2" and set(scales) == {"images", "out", "small"}
     assert np.float32(scales["images"]).view(np.uint32) == 0x3C010A14
+    assert np.float32(scales["small"]).view(np.uint32) == 0x007F2C51  # unpadded hex, as trtexec writes it
 
 
 @pytest.mark.parametrize("text, expect", [
@@ -134,11 +135,11 @@ def test_reads_a_cache_written_by_tensorrt() -> None:
     ("TRT-100300-EntropyCalibration2\nimages 3c010a14\n", "line 2"),
     ("TRT-100300-EntropyCalibration2\nimages: zz010a14\n", "line 2"),
 ])
-def test_malformed_caches_are_one_line(tmp_path, text, expect) -> None:
+def test_malformed_caches_areone_line(tmp_path, text, expect) -> None:
     (tmp_path / "c").write_text(text)
     with pytest.raises(EdgedetError, match=expect) as e:
         read_cache(tmp_path / "c")
-    _one_line(e)
+    one_line(e)
 
 
 def test_check_cache_detects_foreign_caches(tmp_path) -> None:
@@ -148,7 +149,7 @@ def test_check_cache_detects_foreign_caches(tmp_path) -> None:
     assert header.algorithm == "EntropyCalibration2" and scales == {"images": 0.5, "conv_out": 0.25}
     with pytest.raises(EdgedetError, match="for TensorRT 100300.*this is TensorRT 10.12.0") as e:
         check_cache(path, expected_algorithm="entropy", trt_version="10.12.0", tensor_names=net)
-    _one_line(e)
+    one_line(e)
     with pytest.raises(EdgedetError, match="made by EntropyCalibration2, not MinMaxCalibration"):
         check_cache(path, expected_algorithm="minmax", trt_version="10.3.0", tensor_names=net)
     with pytest.raises(EdgedetError, match="another model"):
@@ -164,11 +165,11 @@ def test_check_cache_detects_foreign_caches(tmp_path) -> None:
 
 
 def test_tensorrt_feature_table() -> None:
-    assert tensorrt_features("10.3.0") == (10, 3, 0, False, True, True)
-    assert tensorrt_features("10.12.0") == (10, 12, 0, False, True, True)
-    assert tensorrt_features("10.12.0.36") == (10, 12, 0, False, True, True)
+    assert tensorrt_features("10.3.0") == (10, 3, 0, False, True, True, False)
+    assert tensorrt_features("10.12.0") == (10, 12, 0, False, True, True, True)  # EfficientNMS deprecated
+    assert tensorrt_features("10.12.0.36") == (10, 12, 0, False, True, True, True)
     f11 = tensorrt_features("11.0.0")
-    assert f11 == (11, 0, 0, True, False, False) and f11.strongly_typed_only
+    assert f11 == (11, 0, 0, True, False, False, True) and f11.strongly_typed_only
     with pytest.raises(EdgedetError, match="too old"):
         tensorrt_features("8.5.2")
 
@@ -181,7 +182,7 @@ def test_precision_rules() -> None:
     assert resolve_precision(t11, "int8", fp16=False, int8=True).precision == "int8"
     with pytest.raises(EdgedetError, match=r"export --fp16.*\.fp16\.onnx") as e:
         resolve_precision(t11, "fp32", fp16=True, int8=False)
-    _one_line(e)
+    one_line(e)
     with pytest.raises(EdgedetError, match="Q/DQ"):
         resolve_precision(t11, "fp32", fp16=False, int8=True)
     p = resolve_precision(t10, "fp32", fp16=True, int8=False)
@@ -190,7 +191,7 @@ def test_precision_rules() -> None:
     assert (p.precision, p.int8_flag, p.calibrate) == ("int8", True, True)
     p = resolve_precision(t10, "int8", fp16=False, int8=False)  # Q/DQ graph: explicit quantization, no calibrator
     assert (p.precision, p.int8_flag, p.calibrate) == ("int8", True, False)
-    assert resolve_precision(t10, "fp32", fp16=False, int8=False) == resolve_precision(t10, "fp32", fp16=False, int8=False)
+    assert resolve_precision(t10, "fp32", fp16=False, int8=False) == PrecisionPlan("fp32", strongly_typed=False)
     assert resolve_precision(t10, "fp16", fp16=False, int8=False).fp16_flag  # an FP16 graph keeps FP16 kernels
 
 
@@ -212,7 +213,7 @@ def test_batch_profile_dynamic() -> None:
     for lo, opt, hi in ((4, None, 2), (1, 5, 4), (3, 2, 4)):
         with pytest.raises(EdgedetError, match="min <= opt <= max") as e:
             batch_profile(shape, lo, opt, hi, None)
-        _one_line(e)
+        one_line(e)
     with pytest.raises(EdgedetError, match="at least 1"):
         batch_profile(shape, 0, None, 4, None)
 
@@ -222,7 +223,7 @@ def test_batch_profile_fixed_and_bad_inputs() -> None:
     assert batch_profile((2, H, W, 3), 2, 2, 2, None) == ((2, H, W, 3),) * 3
     with pytest.raises(EdgedetError, match="fixed batch of 2, so --max-batch 8") as e:
         batch_profile((2, H, W, 3), None, None, 8, None)
-    assert "--dynamic-batch" in _one_line(e)
+    assert "--dynamic-batch" in one_line(e)
     with pytest.raises(EdgedetError, match="engine contract"):
         batch_profile((1, 3, H, W), None, None, None, None)
     with pytest.raises(EdgedetError, match="engine contract"):
@@ -270,30 +271,22 @@ def test_full_batches_regroups_any_stream() -> None:
 # --- CLI --------------------------------------------------------------------------------------------
 
 
-def _assert_one_line_error(r, *needles: str) -> None:
-    assert r.returncode == 1, (r.returncode, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgedet build: error:"), r.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def test_cli_option_errors_are_one_line(tmp_path) -> None:
+def test_cli_option_errors_areone_line(tmp_path) -> None:
     onnx_path = tmp_path / "m.onnx"
     _contract_graph(onnx_path, "batch", meta={"batch": {"dynamic": True, "max": 4}})
-    _assert_one_line_error(run_edgedet("build", str(onnx_path), "--min-batch", "4", "--max-batch", "2"),
+    assert_one_line_error(run_edgedet("build", str(onnx_path), "--min-batch", "4", "--max-batch", "2"),
                            "min <= opt <= max")
-    _assert_one_line_error(run_edgedet("build", str(onnx_path), "--int8"), "--calib-images")
-    _assert_one_line_error(run_edgedet("build", str(tmp_path / "absent.onnx")), "not found")
+    assert_one_line_error(run_edgedet("build", str(onnx_path), "--int8"), "--calib-images")
+    assert_one_line_error(run_edgedet("build", str(tmp_path / "absent.onnx")), "not found")
     _contract_graph(tmp_path / "f.onnx", 1)
-    _assert_one_line_error(run_edgedet("build", str(tmp_path / "f.onnx"), "--max-batch", "4"), "fixed batch of 1")
+    assert_one_line_error(run_edgedet("build", str(tmp_path / "f.onnx"), "--max-batch", "4"), "fixed batch of 1")
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_cli_without_tensorrt_names_the_target_device(tmp_path) -> None:
     _contract_graph(tmp_path / "m.onnx", 1)
     r = run_edgedet("build", str(tmp_path / "m.onnx"))
-    _assert_one_line_error(r, "TensorRT is not installed here", "run edgedet build on the target device",
+    assert_one_line_error(r, "TensorRT is not installed here", "run edgedet build on the target device",
                            "pip install edgedet[tensorrt] or JetPack")
     assert not (tmp_path / "m.plan").exists()
 
@@ -333,7 +326,7 @@ def test_build_fp32_dynamic_plan_matches_onnxruntime(tmp_path, need_cuda_binding
     for batch in (1, 3):
         _compare_with_onnxruntime(onnx_path, tmp_path / "m.plan", batch, rtol=1e-6)
     r = run_edgedet("build", str(onnx_path))
-    _assert_one_line_error(r, "--force")
+    assert_one_line_error(r, "--force")
     r = run_edgedet("build", str(onnx_path), "--force", "--timing-cache", str(tmp_path / "t.cache"))  # reuses the cache
     assert r.returncode == 0, r.stderr
 
@@ -361,7 +354,7 @@ def test_fp16_flag_on_fp32_graph(tmp_path, need_cuda_binding) -> None:
     _contract_graph(onnx_path, 1)
     r = run_edgedet("build", str(onnx_path), "--fp16")
     if tensorrt_features(trt.__version__).strongly_typed_only:
-        _assert_one_line_error(r, "export --fp16")
+        assert_one_line_error(r, "export --fp16")
     else:
         assert r.returncode == 0, r.stderr
         assert json.loads((tmp_path / "m.json").read_text())["precision"] == "fp16"
@@ -389,3 +382,111 @@ def test_int8_calibration_writes_and_reuses_a_checked_cache(tmp_path, need_cuda_
     assert not res.calibrated
     with pytest.raises(EdgedetError, match="MinMaxCalibration"):
         build_engine(BuildOptions(onnx_path, int8=True, force=True, calibrator="minmax"))
+
+
+# --- TensorRT API use, against stand-ins that record what the builder asks of TensorRT ------------------
+
+
+class _FakeCuda:
+    """The runtime's CUDA helper interface, recording allocations and the bytes uploaded."""
+
+    def __init__(self) -> None:
+        self.allocs: dict[int, int] = {}
+        self.uploads: list[bytes] = []
+
+    def malloc(self, nbytes):
+        self.allocs[len(self.allocs) + 1] = nbytes
+        return len(self.allocs)
+
+    def malloc_host(self, nbytes):
+        return np.zeros(nbytes, np.uint8)
+
+    def memcpy_htod_async(self, dst, src, stream):
+        assert src.nbytes == self.allocs[dst]
+        self.uploads.append(src.tobytes())
+
+    def stream_create(self):
+        return 7
+
+    def stream_sync(self, stream): ...
+    def free(self, ptr): ...
+    def free_host(self, buf): ...
+    def stream_destroy(self, stream): ...
+
+
+def test_calibrator_uploads_float32_not_bytes(tmp_path) -> None:
+    """TensorRT reads calibration data for the uint8 ``images`` input as float32: 4 bytes per element."""
+    import types
+
+    from edgedet.export.trt_builder import make_calibrator
+
+    trt = types.SimpleNamespace(IInt8EntropyCalibrator2=type("Entropy", (), {"__init__": lambda self: None}),
+                                IInt8MinMaxCalibrator=object)
+    cuda = _FakeCuda()
+    batch = np.random.default_rng(0).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
+    cal = make_calibrator(trt, "entropy", [batch], 2, (2, H, W, 3), tmp_path / "c.calib", cuda)
+    assert list(cuda.allocs.values()) == [batch.size * 4]
+    assert cal.get_batch(["images"]) == [1] and cal.get_batch(["images"]) is None
+    sent = np.frombuffer(cuda.uploads[0], np.float32)
+    np.testing.assert_array_equal(sent, batch.reshape(-1).astype(np.float32))
+    cal.free()
+
+
+class _Tensor:
+    def __init__(self, dtype) -> None:
+        self.dtype = dtype
+
+
+class _Layer:
+    def __init__(self, name, *dtypes) -> None:
+        self.name, self._outs, self.precision, self.output_types = name, [_Tensor(d) for d in dtypes], None, {}
+        self.num_outputs = len(dtypes)
+
+    def get_output(self, j):
+        return self._outs[j]
+
+    def set_output_type(self, j, dtype):
+        self.output_types[j] = dtype
+
+
+def test_nms_tail_layers_are_pinned_to_fp32_on_weakly_typed_builds() -> None:
+    import types
+
+    from edgedet.export.trt_builder import pin_fp32_layers
+
+    trt = types.SimpleNamespace(float32="f32", float16="f16", int32="i32", bool="b")
+    layers = [_Layer("/backbone/Conv", "f16"), _Layer("nms/class_scores", "f32"), _Layer("nms/top_labels_i", "i32"),
+              _Layer("nms/valid", "b"), _Layer("nms/boxes", "f16")]
+    network = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i])
+    assert pin_fp32_layers(trt, network) == 2
+    assert [l.precision for l in layers] == [None, "f32", None, None, "f32"]
+    assert layers[4].output_types == {0: "f32"} and layers[0].output_types == {}
+
+
+def test_nms_tail_nodes_carry_the_prefix_the_builder_pins(tmp_path) -> None:
+    from edgedet.export.nms import NMS_PREFIX
+    from edgedet.export.onnx_export import ExportOptions, export_model
+
+    import onnx
+
+    res = export_model(ExportOptions(model="ssdlite_tiny", out_dir=str(tmp_path)))
+    model = onnx.load(str(res.artifacts["fp32"]))
+    nms = next(n for n in model.graph.node if n.op_type == "NonMaxSuppression")
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert nms.name.startswith(NMS_PREFIX)
+    for out in ("num_dets", "boxes", "scores", "labels"):
+        assert producers[out].name.startswith(NMS_PREFIX), out
+
+
+def test_no_strongly_typed_flag_on_tensorrt_11() -> None:
+    import types
+
+    from edgedet.export.trt_builder import creation_flags, dla_support
+
+    trt = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1))
+    assert creation_flags(trt, tensorrt_features("10.3.0"), True) == 1 << 1
+    assert creation_flags(trt, tensorrt_features("10.3.0"), False) == 0
+    assert creation_flags(trt, tensorrt_features("11.0.0"), True) == 0  # always strongly typed, flag ignored
+    assert "no DLA" in dla_support("11.2.0") and "AGX Orin only" in dla_support("11.4.1")
+    assert "JetPack 6" in dla_support("10.3.0")
+    assert tensorrt_features("10.12.0").efficient_nms_deprecated and not tensorrt_features("10.3.0").efficient_nms_deprecated

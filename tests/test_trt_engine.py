@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import one_line
 from edgedet.errors import BackendError
 from edgedet.runtime.onnx_engine import OUTPUT_NAMES
 from edgedet.runtime.trt_engine import (TensorInfo, TrtEngine, check_contract, check_images, cuda_check,
@@ -22,12 +23,6 @@ from edgedet.runtime.trt_engine import (TensorInfo, TrtEngine, check_contract, c
 
 H, W, K = 8, 8, 10
 IR_VERSION = 8  # opset 17's; older than what a new onnx writes, so every TensorRT parser and ONNX Runtime read it
-
-
-def _one_line(e: pytest.ExceptionInfo) -> str:
-    msg = str(e.value)
-    assert "\n" not in msg, msg
-    return msg
 
 
 # --- without TensorRT -------------------------------------------------------------------------------
@@ -39,7 +34,7 @@ def test_missing_tensorrt_names_the_install(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt now raises ImportError
     with pytest.raises(BackendError) as e:
         TrtEngine(plan)
-    msg = _one_line(e)
+    msg = one_line(e)
     assert "pip install edgedet[tensorrt]" in msg and "JetPack" in msg
 
 
@@ -57,7 +52,7 @@ def test_no_cuda_binding_names_the_install(monkeypatch) -> None:
         monkeypatch.setitem(sys.modules, mod, None)
     with pytest.raises(BackendError) as e:
         load_cuda(0)
-    assert "cuda-python" in _one_line(e) and "pycuda" in str(e.value)
+    assert "cuda-python" in one_line(e) and "pycuda" in str(e.value)
 
 
 class _CudaError(enum.IntEnum):  # the shape of cuda-python's cudaError_t
@@ -152,10 +147,10 @@ def test_contract_dynamic_batch_reads_profile_zero() -> None:
     ({"scores": (IOMode.OUTPUT, (1, -1), DType.FLOAT)}, "output 'scores'"),
     ({"num_dets": (IOMode.OUTPUT, (2, 1), DType.INT32)}, "output 'num_dets' is int32 [2, 1]"),
 ])
-def test_contract_violations_are_one_line(changes, expect) -> None:
+def test_contract_violations_areone_line(changes, expect) -> None:
     with pytest.raises(BackendError) as e:
         check_contract(*describe_engine(FakeEngine(_contract(batch=1, **changes))), source="m.plan")
-    msg = _one_line(e)
+    msg = one_line(e)
     assert msg.startswith("m.plan ") and expect in msg, msg
 
 
@@ -347,7 +342,7 @@ def test_foreign_or_corrupt_plan_says_rebuild(tmp_path, need_cuda_binding) -> No
     plan.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(BackendError) as e:
         TrtEngine(plan)
-    msg = _one_line(e)
+    msg = one_line(e)
     version = ".".join(trt.__version__.split(".")[:2])
     assert f"this is TensorRT {version}" in msg and "rebuild it on this device with `edgedet build`" in msg
 

@@ -10,3 +10,12 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
     p.add_argument("--weights", required=required, help="edgedet checkpoint FILE, default/ENUM (torchvision, needs network) or none")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
 
+
+
+def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    """``--backend``, the same choices wherever an engine runs (the runtime's ``Detector`` backends)."""
+    from edgedet.runtime.detector import BACKENDS
+
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto: TensorRT for .plan/.engine, ONNX Runtime for .onnx; or onnxruntime, openvino (CPU), "
+                        "tensorrt")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from edgedet.cli._common import add_backend_arg
+
 HELP = "benchmark an engine: latency mean/p50/p90/p99, throughput, host pre/post-processing time"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    add_backend_arg(p)
     p.add_argument("--batch", type=int, help="images per call (default: the engine's batch)")
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)

@@ -33,6 +33,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache: loaded if present, saved after the build")
     p.add_argument("--device", type=int, default=0, help="CUDA device to build on (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing plan")
+    p.add_argument("--no-check", action="store_true",
+                   help="build without running `edgedet check` for this TensorRT version first")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         calib_cache=args.calib_cache, calibrator=args.calibrator, calib_batch=args.calib_batch,
         calib_max_images=args.calib_max_images, workspace_gb=args.workspace, min_batch=args.min_batch,
         opt_batch=args.opt_batch, max_batch=args.max_batch, dla=args.dla, timing_cache=args.timing_cache,
-        force=args.force, device=args.device,
+        force=args.force, device=args.device, check=not args.no_check,
     )
     result = build_engine(opts)
     calib = ", calibrated" if result.calibrated else ""

@@ -15,7 +15,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     batch.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
     batch.add_argument("--dynamic-batch", type=int, metavar="MAX", help="dynamic batch up to MAX (SSD family)")
     p.add_argument("--nms", choices=["onnx", "efficient"], default="onnx",
-                   help="onnx: NonMaxSuppression op (ONNX Runtime, TensorRT>=8.5); efficient: EfficientNMS_TRT plugin (TensorRT)")
+                   help="onnx (default): NonMaxSuppression, TensorRT's native NMS layer on every TensorRT version, "
+                        "ONNX Runtime and OpenVINO; efficient: the EfficientNMS_TRT plugin, TensorRT only, deprecated "
+                        "since TensorRT 10.12 (kept for 10.x below 10.12, e.g. JetPack 6), score threshold >= 0.007")
     p.add_argument("--fp16", action="store_true", help="also write <name>.fp16.onnx (FP16 compute, FP32 I/O and NMS)")
     p.add_argument("--int8", action="store_true", help="also write <name>.int8.onnx: Q/DQ INT8 calibrated on --calib-images")
     p.add_argument("--calib-images", help="calibration source: image folder, COCO JSON or video")
@@ -34,6 +36,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--verify", type=int, default=0, metavar="N", help="compare N images through PyTorch and each graph")
     p.add_argument("--verify-source", help="image folder/glob for --verify (default: synthetic images)")
+    p.add_argument("--no-check", action="store_true",
+                   help="write graphs that fail `edgedet check` (TensorRT's parser rules); default: refuse them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         rpn_score_thresh=args.rpn_score_thresh, rpn_post_nms_top_n=args.rpn_post_nms_top_n,
         max_candidates=args.max_candidates, opset=args.opset,
         out_dir=args.out, name=args.name, force=args.force, verify=args.verify, verify_source=args.verify_source,
+        check=not args.no_check,
     )
     result = export_model(opts)
     summarize(result)

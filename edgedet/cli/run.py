@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from edgedet.cli._common import add_backend_arg
+
 HELP = "run an engine on a camera (cam0, csi0), video file, RTSP/HTTP URL or GStreamer pipeline"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
     p.add_argument("--video", required=True, metavar="SRC", help="camN, csiN, a video file, rtsp://… or a GStreamer pipeline")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    add_backend_arg(p)
     p.add_argument("--save", help="write the annotated video here (.mp4)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --save file")
     p.add_argument("--headless", action="store_true", help="never open a window")
