@@ -38,6 +38,18 @@ def one_line(e: pytest.ExceptionInfo) -> str:
     return msg
 
 
+def assert_runs_in_openvino(path, images) -> dict:
+    """The export compiles in OpenVINO (stricter than ONNX Runtime) and returns the contract on ``images``."""
+    from edgedet.runtime import Detector
+
+    det = Detector(path, backend="openvino")
+    out = det.raw(images[: det.batch_size])
+    k = out["scores"].shape[1]
+    assert out["num_dets"].dtype == out["labels"].dtype == "int32" and out["boxes"].shape[-2:] == (k, 4)
+    assert ((0 <= out["num_dets"]) & (out["num_dets"] <= k)).all()
+    return out
+
+
 def _has_cuda() -> bool:
     try:
         import torch

@@ -12,7 +12,7 @@ from edgedet.export.parity import contract_to_detections, match
 from edgedet.runtime.metadata import read_metadata, sidecar_path
 from edgedet.runtime.onnx_engine import OnnxEngine
 
-from conftest import run_edgedet
+from conftest import assert_runs_in_openvino, run_edgedet
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,12 @@ def test_every_ssd_zoo_model_exports(model, flavour, tmp_path):
                                      max_candidates=3840))
     assert res.passed, res.parity
     assert res.artifacts["fp32"].stat().st_size > 1e6
+    assert all(r["passed"] for r in res.metadata["check"].values()), res.metadata["check"]
+    if flavour == "onnx":
+        from edgedet.export.parity import verify_images
+
+        inp = res.metadata["input"]
+        assert_runs_in_openvino(res.artifacts["fp32"], verify_images(2, None, tuple(inp["size"]), "stretch", inp["pad_value"]))
 
 
 

@@ -7,7 +7,9 @@ compare; the SSD family is covered in test_export_ssd.py.
 
 import pytest
 
+from conftest import assert_runs_in_openvino
 from edgedet.export.nms import NMSConfig
+from edgedet.export.parity import verify_images
 from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.models import list_models
 
@@ -23,6 +25,10 @@ def test_fasterrcnn_exports_with_parity(model, flavour, tmp_path):
     result = export_model(opts)
     report = result.parity["fp32"]
     assert report["passed"], report
+    assert all(r["passed"] for r in result.metadata["check"].values()), result.metadata["check"]
+    if flavour == "onnx":  # the plugin flavour is TensorRT's alone
+        images = verify_images(2, None, (160, 160), "letterbox", result.metadata["input"]["pad_value"])
+        assert_runs_in_openvino(result.artifacts["fp32"], images)
     assert result.metadata["input"]["resize"] == "letterbox" and result.metadata["family"] == "fasterrcnn"
 
 

@@ -15,9 +15,10 @@ INT8_MAX_AP_DROP = 0.010  # 1.0 AP point, the tolerance `verify` gates INT8 on
 
 @pytest.fixture(scope="module")
 def int8_export(tiny_checkpoint, synth, tmp_path_factory):
-    """FP32 + INT8 at an evaluation threshold, calibrated on the *train* split only."""
+    """FP32 + INT8 at an evaluation threshold, calibrated on the *train* split only, with the default count
+    (256: measured here, 128 images lose 1.08 AP points with percentile calibration, 256 lose 0.00)."""
     opts = ExportOptions(model=None, weights=str(tiny_checkpoint), nms=NMSConfig("onnx", score_thresh=0.01),
-                         int8=True, calib_images=str(synth.train_json), calib_count=128,
+                         int8=True, calib_images=str(synth.train_json),
                          out_dir=str(tmp_path_factory.mktemp("int8")))
     return export_model(opts)
 

@@ -1,0 +1,115 @@
+"""A second runtime, stricter than ONNX Runtime: OpenVINO compiles and runs every export and gives the same
+detections as ONNX Runtime, through ``Detector(backend="openvino")``.
+
+The detections compared come from models that detect something: the trained fixture (ssdlite_tiny) and a
+Faster R-CNN made numerically meaningful with test_export_fasterrcnn's rescaling. Every comparison asserts
+that boxes were compared. The whole zoo × precision matrix is ``benchmarks/conformance_matrix.py``; here
+every zoo model's FP32 export runs in OpenVINO (test_export_zoo / test_export_ssd) and FP16/INT8 run for
+the fixture and one Faster R-CNN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+
+from edgedet.errors import BackendError  # noqa: E402
+from edgedet.export.nms import NMSConfig  # noqa: E402
+from edgedet.export.onnx_export import ExportOptions, export_model  # noqa: E402
+from edgedet.export.parity import compare, contract_to_detections, verify_images  # noqa: E402
+from edgedet.runtime import Detector  # noqa: E402
+
+#: Minimum share of ONNX Runtime's boxes that OpenVINO reproduces (same label, IoU >= 0.9).
+AGREEMENT = {"fp32": 0.99, "fp16": 0.99, "int8": 0.97}
+
+
+def runtimes_agree(path, images: np.ndarray, precision: str, score_thresh: float) -> dict:
+    """ONNX Runtime vs OpenVINO on already-resized ``images``, one call per engine batch; the report dict."""
+    ort, ov = Detector(path, backend="onnxruntime"), Detector(path, backend="openvino")
+    assert ov.backend == "openvino" and ort.backend == "onnxruntime"
+    step = ort.batch_size
+    a, b = [], []
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step]
+        if len(chunk) < step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], step - len(chunk), axis=0)])
+        n = min(step, len(images) - start)
+        a += contract_to_detections(list(ort.raw(chunk).values()))[:n]
+        b += contract_to_detections(list(ov.raw(chunk).values()))[:n]
+    report = compare(a, b, "fp32" if precision == "fp32" else "fp16", score_thresh).to_dict()
+    assert report["reference_boxes"] > 0, "nothing was compared"
+    return report
+
+
+@pytest.fixture(scope="module")
+def tiny_exports(tiny_checkpoint, synth, tmp_path_factory):
+    """The trained fixture at a low threshold (many boxes, borderline ones too), FP32/FP16/INT8."""
+    res = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=NMSConfig("onnx", score_thresh=0.05),
+                                     fp16=True, int8=True, calib_images=str(synth.train_json), calib_count=64,
+                                     out_dir=str(tmp_path_factory.mktemp("ov-tiny"))))
+    return res.artifacts
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_fixture_model_agrees_in_openvino(tiny_exports, synth, precision):
+    images = verify_images(40, str(synth.images_dir / "val_*.jpg"), (160, 160), "stretch", [128, 128, 128])
+    rep = runtimes_agree(tiny_exports[precision], images, precision, 0.05)
+    print(f"\nssdlite_tiny {precision}: OpenVINO vs ONNX Runtime {rep['agreement']:.4f} of {rep['reference_boxes']} boxes")
+    assert rep["reference_boxes"] > 40 and rep["agreement"] >= AGREEMENT[precision], rep
+
+
+def test_black_image_in_openvino(tiny_exports):
+    det = Detector(tiny_exports["fp32"], backend="openvino")
+    out = det.raw(np.zeros((1, 160, 160, 3), np.uint8))
+    assert out["num_dets"].dtype == np.int32 and out["labels"].dtype == np.int32
+    assert out["num_dets"][0, 0] == 0 and not out["boxes"].any() and not out["scores"].any()
+
+
+@pytest.fixture(scope="module")
+def fasterrcnn_checkpoint(tmp_path_factory):
+    """fasterrcnn_mobilenet_v3_large_320_fpn with spread, tie-free scores, saved as an edgedet checkpoint."""
+    from test_export_fasterrcnn import CLASSES, _model
+
+    from edgedet.checkpoint import save_checkpoint
+
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    model = _model(name, size=(160, 160), calibrate_seeds=(0, 1, 2))
+    path = tmp_path_factory.mktemp("ov-frcnn") / "frcnn.pt"
+    save_checkpoint(path, {"model": name, "model_kwargs": dict(model.edgedet_kwargs), "classes": CLASSES,
+                           "state_dict": model.state_dict()})
+    return path
+
+
+#: The rescaled model scores many boxes high; at 0.5 no image reaches max_dets, so no box is compared at the
+#: rank cut-off, where a tiny score difference swaps which box is kept.
+FRCNN_SCORE = 0.5
+
+
+@pytest.fixture(scope="module")
+def fasterrcnn_exports(fasterrcnn_checkpoint, synth, tmp_path_factory):
+    res = export_model(ExportOptions(model=None, weights=str(fasterrcnn_checkpoint), imgsz=(160, 160),
+                                     nms=NMSConfig("onnx", score_thresh=FRCNN_SCORE, max_dets=100), fp16=True, int8=True,
+                                     calib_images=str(synth.images_dir), calib_count=16,
+                                     out_dir=str(tmp_path_factory.mktemp("ov-frcnn-exp"))))
+    return res.artifacts
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_fasterrcnn_agrees_in_openvino(fasterrcnn_exports, precision):
+    from test_export_fasterrcnn import _image
+
+    images = np.stack([_image(160, 160, seed).numpy() for seed in range(3, 9)])
+    rep = runtimes_agree(fasterrcnn_exports[precision], images, precision, FRCNN_SCORE)
+    print(f"\nfasterrcnn {precision}: OpenVINO vs ONNX Runtime {rep['agreement']:.4f} of {rep['reference_boxes']} boxes")
+    assert rep["reference_boxes"] > 20 and rep["agreement"] >= AGREEMENT[precision], rep
+
+
+def test_openvino_refuses_the_plugin_flavour(tmp_path):
+    res = export_model(ExportOptions(model="ssdlite_tiny", nms=NMSConfig("efficient"), out_dir=str(tmp_path)))
+    with pytest.raises(BackendError, match="EfficientNMS_TRT.*--nms onnx"):
+        Detector(res.artifacts["fp32"], backend="openvino")
+    with pytest.raises(BackendError, match="TensorRT plan"):
+        (tmp_path / "m.plan").write_bytes(b"x")
+        Detector(tmp_path / "m.plan", backend="openvino")
