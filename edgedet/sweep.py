@@ -100,7 +100,8 @@ class SweepPoint:
     ref_proposals_mean: float | None = None  # Faster R-CNN: proposals eager PyTorch keeps per image
     ref_proposals_max: int | None = None
     delta_ap: float | None = None  # engine − reference, AP points
-    agreement: float | None = None  # box agreement with the reference (parity.compare)
+    agreement: float | None = None  # box agreement with the reference (parity.compare); None: not measured
+    boxes_compared: int | None = None
 
 
 @dataclass
@@ -230,7 +231,8 @@ def _reference_columns(row: SweepPoint, det: Any, dets: list, name: str, opts: S
     ref_result, _ = evaluate_detections(ref_dets, dataset, classes, row.ref_ms_mean)
     row.ref_stats = ref_result.stats
     row.delta_ap = 100.0 * (row.stats["AP"] - ref_result.stats["AP"])
-    row.agreement = compare(ref_dets, dets, precision, row.score_thresh).agreement
+    parity = compare(ref_dets, dets, precision, row.score_thresh)
+    row.agreement, row.boxes_compared = parity.agreement, parity.boxes_compared
     if proposals:
         timed = proposals[opts.warmup:] if len(proposals) > opts.warmup else proposals
         row.ref_proposals_mean, row.ref_proposals_max = sum(timed) / len(timed), max(timed)
@@ -249,7 +251,7 @@ def _cells(report: SweepReport, p: SweepPoint) -> list[str]:
     if p.ref_stats is not None:
         cells += [f"{p.ref_stats['AP'] * 100:.1f}", f"{p.ref_dets_per_image:.1f}", f"{p.ref_ms_p50:.2f}",
                   f"{p.ref_ms_p50 / p.ms_p50:.1f}×" if p.ms_p50 > 0 else "-", f"{p.delta_ap:+.2f}",
-                  f"{p.agreement * 100:.1f}%"]
+                  "0 boxes" if p.agreement is None else f"{p.agreement * 100:.1f}% of {p.boxes_compared}"]
         if _has_proposals(report):
             cells.append(f"{p.ref_proposals_mean:.0f}/{p.ref_proposals_max}")
     return cells

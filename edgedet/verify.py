@@ -30,7 +30,8 @@ class VerifyRow:
     ms_per_image: float
     delta_ap: float | None = None  # AP points against the reference
     tolerance: float | None = None
-    agreement: float | None = None  # box agreement with the reference (parity.compare)
+    agreement: float | None = None  # box agreement with the reference (parity.compare); None: not measured
+    boxes_compared: int | None = None  # the boxes that agreement is a share of
     passed: bool | None = None
     note: str = ""
 
@@ -147,7 +148,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
         row = _row(det.path.name, precision, result)
         row.delta_ap = 100.0 * (result.stats["AP"] - ref_result.stats["AP"])
         row.tolerance = tolerance if tolerance is not None else TOLERANCE_AP.get(precision, 1.0)
-        row.agreement = compare(ref_dets, got, precision if precision in TOLERANCE_AP else "int8", nms.score_thresh).agreement
+        parity = compare(ref_dets, got, precision if precision in TOLERANCE_AP else "int8", nms.score_thresh)
+        row.agreement, row.boxes_compared = parity.agreement, parity.boxes_compared
         row.passed = row.delta_ap >= -row.tolerance
         report.rows.append(row)
     return report
@@ -161,7 +163,11 @@ def _cells(row: VerifyRow) -> list[str]:
     cells = [row.name, row.precision] + [f"{row.stats[k] * 100:.1f}" if row.stats[k] >= 0 else "-" for _, k in COLUMNS]
     cells.append(f"{row.ms_per_image:.1f}")
     cells.append("" if row.delta_ap is None else f"{row.delta_ap:+.2f} (tol {row.tolerance:.1f})")
-    cells.append("" if row.agreement is None else f"{row.agreement * 100:.1f}%")
+    if row.boxes_compared is None:
+        cells.append("")
+    else:
+        cells.append("not measured (0 boxes)" if row.agreement is None
+                     else f"{row.agreement * 100:.1f}% of {row.boxes_compared}")
     cells.append(row.note or ("" if row.passed is None else ("PASS" if row.passed else "FAIL")))
     return cells
 

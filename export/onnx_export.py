@@ -64,7 +64,8 @@ class ExportResult:
 
     @property
     def passed(self) -> bool:
-        return all(r["passed"] for r in self.parity.values())
+        """No precision FAILed (a check on zero boxes is not measured, which is reported, not failed)."""
+        return all(r["passed"] is not False for r in self.parity.values())
 
 
 def _versions() -> dict[str, str | None]:
@@ -299,8 +300,12 @@ def summarize(result: ExportResult) -> None:
         size_mb = path.stat().st_size / 1e6
         rep = result.parity.get(precision)
         verdict = ""
-        if rep:
-            verdict = (f"; parity {'PASS' if rep['passed'] else 'FAIL'}: {rep['agreement'] * 100:.1f}% of "
-                       f"{rep['reference_boxes']} boxes agree (tolerance {rep['tolerance'] * 100:.0f}%, "
-                       f"{rep['borderline']} borderline), max score diff {rep['max_score_diff']:.4f}")
+        if rep and rep["agreement"] is None:
+            verdict = f"; parity NOT MEASURED: no boxes on either side in {rep['images']} images"
+            log.warn(f"{path.name}: the parity check compared 0 boxes (nothing above --score-thresh "
+                     f"{result.metadata['nms']['score_thresh']}); it proves nothing")
+        elif rep:
+            verdict = (f"; parity {rep['verdict']}: {rep['agreement'] * 100:.1f}% of {rep['boxes_compared']} boxes "
+                       f"agree (tolerance {rep['tolerance'] * 100:.0f}%, {rep['borderline']} borderline), "
+                       f"max score diff {rep['max_score_diff']:.4f}")
         log.note(f"export: {path} ({size_mb:.1f} MB, {precision}){verdict}")

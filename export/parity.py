@@ -29,14 +29,19 @@ class ParityReport:
     engine_boxes: int
     matched: int
     borderline: int  # unmatched boxes within BORDERLINE of the score threshold, on either side
-    agreement: float  # matched / (max(reference, engine) boxes - borderline), 1.0 when nothing is left
+    boxes_compared: int  # max(reference, engine) boxes - borderline: what the agreement is a share of
+    agreement: float | None  # matched / boxes_compared; None when no box was compared ("not measured")
     max_score_diff: float
     max_box_diff: float  # pixels, over matched pairs
     tolerance: float
-    passed: bool
+    passed: bool | None  # None: not measured (zero boxes compared), neither PASS nor FAIL
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "NOT MEASURED"}[self.passed]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
 
 
 def match(ref: Detections, eng: Detections, *, score_thresh: float, margin: float) -> tuple[int, int, float, float]:
@@ -68,10 +73,12 @@ def compare(reference: list[Detections], engine: list[Detections], precision: st
         m, bl, s, b = match(r, e, score_thresh=score_thresh, margin=BORDERLINE[precision])
         matched, borderline = matched + m, borderline + bl
         sdiff, bdiff = max(sdiff, s), max(bdiff, b)
-    denom = max(n_ref, n_eng) - borderline
-    agreement = min(1.0, matched / denom) if denom > 0 else 1.0
+    compared = max(n_ref, n_eng) - borderline
+    agreement = min(1.0, matched / compared) if compared > 0 else None  # zero boxes prove nothing
     tol = TOLERANCE[precision]
-    return ParityReport(len(reference), n_ref, n_eng, matched, borderline, agreement, sdiff, bdiff, tol, agreement >= tol)
+    passed = None if agreement is None else agreement >= tol
+    return ParityReport(len(reference), n_ref, n_eng, matched, borderline, max(compared, 0), agreement, sdiff, bdiff,
+                        tol, passed)
 
 
 def contract_to_detections(outputs: list[np.ndarray]) -> list[Detections]:

@@ -6,6 +6,7 @@ Tests marked ``gpu`` or ``tensorrt`` skip cleanly where CUDA or TensorRT is abse
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,11 @@ import pytest
 FIXTURE_MIN_AP50 = 0.6
 
 
-def run_edgedet(*args: str) -> subprocess.CompletedProcess:
-    """The CLI in a subprocess, as a user runs it: exit code and stderr are what tests assert."""
-    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=600)
+def run_edgedet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess, as a user runs it: exit code and stderr are what tests assert. ``env``
+    entries are added to this process's environment."""
+    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env} if env else None)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

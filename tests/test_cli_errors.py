@@ -44,9 +44,10 @@ def test_corrupt_checkpoint(bad_files, synth):
     assert_one_line_error(proc, "corrupt.pt")
 
 
-def test_offline_weights_download_names_the_way_out(synth):
-    proc = run_edgedet("predict", "--model", "ssdlite320", "--weights", "default", "--source", str(synth.images_dir))
-    assert proc.returncode == 1
+def test_offline_weights_download_names_the_way_out(synth, tmp_path):
+    """An empty torch hub cache (not the machine's, which may hold the weights) and no network."""
+    proc = run_edgedet("predict", "--model", "ssdlite320", "--weights", "default", "--source", str(synth.images_dir),
+                       env={"TORCH_HOME": str(tmp_path / "torch_home")})
     assert_one_line_error(proc, "--weights FILE", "--weights none")
 
 
@@ -75,9 +76,37 @@ def test_doctor_json():
 
 
 def test_export_proposal_count_is_faster_rcnn_only(tmp_path):
-    proc = run_edgedet("export", "--model", "ssdlite_tiny", "--rpn-post-nms-top-n", "50", "-o", str(tmp_path))
+    proc = run_edgedet("export", "--model", "ssdlite_tiny", "--weights", "none", "--rpn-post-nms-top-n", "50",
+                       "-o", str(tmp_path))
     assert_one_line_error(proc, "--rpn-post-nms-top-n applies to Faster R-CNN")
-    proc = run_edgedet("export", "--model", "fasterrcnn_mobilenet_v3_large_320_fpn", "--rpn-post-nms-top-n", "5000",
+    proc = run_edgedet("export", "--model", "fasterrcnn_mobilenet_v3_large_320_fpn", "--weights", "none",
+                       "--rpn-post-nms-top-n", "5000",
                        "-o", str(tmp_path))
     assert_one_line_error(proc, "1..3840")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["exprt"], ["invalid choice: 'exprt'", "did you mean 'export'?"]),
+    (["bench", "--engine", "m.onnx", "--backend", "onnxrt"], ["did you mean 'onnxruntime'?"]),
+    (["export", "--model", "ssdlite_tiny"], ["required: --weights"]),
+    (["export", "--weights", "none", "--scor-thresh", "0.3"], ["unrecognized arguments: --scor-thresh", "did you mean --score-thresh?"]),
+    (["check", "m.onnx", "--target", "trt12"], ["did you mean 'trt11'?"]),
+    (["build"], ["required: MODEL.onnx"]),
+    (["export", "--weights", "none", "--batch", "two"], ["invalid int value: 'two'"]),
+])
+def test_argument_errors_are_one_line_exit_1_with_a_suggestion(args, fragments):
+    """argparse's own errors (exit 2 and a usage block before) follow the CLI's convention too."""
+    proc = run_edgedet(*args)
+    assert_one_line_error(proc, *fragments)
+    assert "usage:" not in proc.stderr
+
+
+def test_every_option_of_every_verb_has_help():
+    import argparse
+
+    from edgedet.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{verb} {a.option_strings or a.dest}" for verb, p in sub.choices.items() for a in p._actions if not a.help]
+    assert len(sub.choices) >= 14 and not missing, missing

@@ -111,9 +111,10 @@ def test_dynamic_batch(tiny_checkpoint, synth, tmp_path):
 @pytest.mark.parametrize("model", ["ssdlite320", "ssd300"])
 @pytest.mark.parametrize("flavour", ["onnx", "efficient"])
 def test_every_ssd_zoo_model_exports(model, flavour, tmp_path):
-    res = export_model(ExportOptions(model=model, nms=NMSConfig(flavour), out_dir=str(tmp_path), verify=2,
-                                     max_candidates=3840))
-    assert res.passed, res.parity
+    # random weights score every class near 1/91: at 0.01 there are boxes to compare (at 0.25 there are none)
+    res = export_model(ExportOptions(model=model, nms=NMSConfig(flavour, score_thresh=0.01), out_dir=str(tmp_path),
+                                     verify=2, max_candidates=3840))
+    assert res.passed and res.parity["fp32"]["boxes_compared"] > 0, res.parity
     assert res.artifacts["fp32"].stat().st_size > 1e6
     assert all(r["passed"] for r in res.metadata["check"].values()), res.metadata["check"]
     if flavour == "onnx":

@@ -30,6 +30,7 @@ def test_ssd_score_sweep(tiny_checkpoint, synth, tmp_path):
     assert dets[0] > dets[1] >= dets[2]
     for p in points:
         assert abs(p["delta_ap"]) <= 0.1 and p["agreement"] >= 0.8  # each engine is faithful to PyTorch
+        assert p["boxes_compared"] > 0
         assert p["ms_p50"] > 0 and p["ref_ms_p50"] > 0
         assert (tmp_path / "run" / "engines" / p["engine"].split("/")[-1]).is_file()
     assert (tmp_path / "run" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

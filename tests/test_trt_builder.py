@@ -397,3 +397,14 @@ def test_no_strongly_typed_flag_on_tensorrt_11() -> None:
     assert "no DLA" in dla_support("11.2.0") and "AGX Orin only" in dla_support("11.4.1")
     assert "JetPack 6" in dla_support("10.3.0")
     assert tensorrt_features("10.12.0").efficient_nms_deprecated and not tensorrt_features("10.3.0").efficient_nms_deprecated
+
+
+def test_doctor_names_the_tensorrt_path_and_dla() -> None:
+    from edgedet.doctor import tensorrt_summary
+
+    jp6 = tensorrt_summary("10.3.0", jetson=True)
+    assert "weakly typed" in jp6["TensorRT build"] and "trt10.3" in jp6["TensorRT build"]
+    assert "Orin NX" in jp6["DLA"] and "not a Jetson" not in jp6["DLA"]
+    t11 = tensorrt_summary("11.1.0", jetson=False)
+    assert "strongly typed" in t11["TensorRT build"] and "deprecated" in t11["TensorRT build"]
+    assert t11["DLA"].startswith("TensorRT 11.1.0: no DLA") and "not a Jetson" in t11["DLA"]

@@ -33,7 +33,7 @@ def test_three_precisions_pass(engines, tiny_checkpoint, synth, tmp_path):
     assert report["passed"] and report["images"] == 80
     assert [r["precision"] for r in report["rows"][2:]] == ["fp32", "fp16", "int8"]
     for name in ("ssdlite_tiny.onnx", "ssdlite_tiny.fp16.onnx", "ssdlite_tiny.int8.onnx"):
-        assert rows[name]["passed"] and rows[name]["agreement"] >= 0.9
+        assert rows[name]["passed"] and rows[name]["agreement"] >= 0.9 and rows[name]["boxes_compared"] > 0
     assert rows["ssdlite_tiny.onnx"]["delta_ap"] >= -0.1
     assert "AP50" in proc.stdout and "information only" in proc.stdout
     assert "| engine |" in (tmp_path / "report.md").read_text()
@@ -50,3 +50,18 @@ def test_wrong_normalisation_fails_the_gate(engines, tiny_checkpoint, synth, tmp
     proc, report = _verify([broken], tiny_checkpoint, synth, tmp_path)
     assert proc.returncode == 1 and "FAIL" in proc.stderr and "Traceback" not in proc.stderr
     assert report["rows"][-1]["delta_ap"] < -1.0 and not report["passed"]
+
+
+def test_parity_on_zero_boxes_is_not_measured():
+    """Both sides empty proves nothing: no agreement, neither PASS nor FAIL (it used to be 100 %, PASS)."""
+    import numpy as np
+
+    from edgedet.export.parity import compare
+    from edgedet.runtime.detections import Detections
+
+    empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+    rep = compare([empty, empty], [empty, empty], "fp32", 0.25)
+    assert (rep.agreement, rep.passed, rep.verdict, rep.boxes_compared) == (None, None, "NOT MEASURED", 0)
+    one = Detections(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32), np.array([1]))
+    rep = compare([one], [empty], "fp32", 0.25)
+    assert (rep.agreement, rep.passed, rep.boxes_compared) == (0.0, False, 1)

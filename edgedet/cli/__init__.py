@@ -8,14 +8,39 @@ its heavy dependencies inside ``run``; adding a verb is adding a file here. Erro
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import pkgutil
+import re
 import sys
 import time
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from edgedet import __version__
 from edgedet.errors import EdgedetError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with edgedet's error convention: one line on stderr, exit 1, the closest valid spelling
+    suggested for a mistyped choice, verb or option (argparse itself prints a usage block and exits 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = _suggestion(self, message)
+        self.exit(1, f"{self.prog}: error: {message}{hint}\n")
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        options = re.findall(r"'([^']*)'", choice.group(2)) or [c.strip() for c in choice.group(2).split(",")]
+        close = difflib.get_close_matches(choice.group(1), options, n=1)
+        return f"; did you mean {close[0]!r}?" if close else ""
+    unknown = re.search(r"unrecognized arguments: (\S+)", message)
+    if unknown and unknown.group(1).startswith("-"):
+        flags = [f for f in parser._option_string_actions if f.startswith("--")]  # noqa: SLF001 - argparse has no API
+        close = difflib.get_close_matches(unknown.group(1).split("=")[0], flags, n=1)
+        return f"; did you mean {close[0]}?" if close else ""
+    return ""
 
 
 def _verb_modules() -> list[str]:
@@ -23,7 +48,7 @@ def _verb_modules() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgedet", description="PyTorch detectors to the edge, with accuracy proof.")
+    parser = _Parser(prog="edgedet", description="PyTorch detectors to the edge, with accuracy proof.")
     parser.add_argument("--version", action="version", version=f"edgedet {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
@@ -31,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"{__name__}.{name}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_args(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:  # reported by the verb's own parser, which knows the flags to suggest
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     start = time.perf_counter()
     try:
         return int(args._run(args) or 0)

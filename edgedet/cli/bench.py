@@ -13,8 +13,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
     add_backend_arg(p)
     p.add_argument("--batch", type=int, help="images per call (default: the engine's batch)")
-    p.add_argument("--iters", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=100, help="timed calls (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -13,9 +13,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument("--data", required=True, help="annotations (COCO JSON or VOC folder)")
     p.add_argument("--images", help="image folder of --data (COCO)")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--max-images", type=int, help="evaluate the first N images only")
-    p.add_argument("--bad-images", choices=["skip", "fail"], default="skip")
+    p.add_argument("--bad-images", choices=["skip", "fail"], default="skip",
+                   help="unreadable images: skip with a warning naming each (default) or fail")
     p.add_argument("--out", default="runs/eval/exp", help="folder for results.json and metrics.json (numbered if it exists)")
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from edgedet.cli._common import add_model_args
+
 HELP = "export a zoo model to static ONNX with in-graph NMS (ONNX op or TensorRT plugin), optional FP16 and parity check"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="zoo name (optional when --weights is an edgedet checkpoint)")
-    p.add_argument("--weights", default="none", help="edgedet checkpoint FILE, default/ENUM (torchvision, needs network) or none")
+    add_model_args(p, device=False)  # export traces on the CPU
     p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="network input: one size (square) or H W (default: the model's)")
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
@@ -22,15 +23,16 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="also write <name>.int8.onnx: Q/DQ INT8 calibrated on --calib-images")
     p.add_argument("--calib-images", help="calibration source: image folder, COCO JSON or video")
     p.add_argument("--calib-count", type=int, default=256, help="calibration images (default 256)")
-    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="percentile")
-    p.add_argument("--score-thresh", type=float, default=0.25)
-    p.add_argument("--iou-thresh", type=float, default=0.45)
-    p.add_argument("--max-dets", type=int, default=100)
+    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="percentile",
+                   help="how activation ranges are chosen from the calibration images (default percentile)")
+    p.add_argument("--score-thresh", type=float, default=0.25, help="minimum detection score kept in the graph (default 0.25)")
+    p.add_argument("--iou-thresh", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--max-dets", type=int, default=100, help="detections per image, the outputs' K (default 100)")
     p.add_argument("--max-candidates", type=int, default=1000, help="candidates kept before NMS (<= 3840)")
     p.add_argument("--rpn-score-thresh", type=float, help="Faster R-CNN: mask RPN proposals below this score")
     p.add_argument("--rpn-post-nms-top-n", type=int, metavar="P",
                    help="Faster R-CNN: proposals per image the box head runs on (default: the model's); the engine's speed knob")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; at least 17)")
     p.add_argument("-o", "--out", default="exports", help="output folder (default ./exports)")
     p.add_argument("--name", help="file stem (default: the model name)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")

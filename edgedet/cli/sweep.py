@@ -19,10 +19,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-thresh", metavar="T,T,...",
                    help="detection score thresholds to sweep, or one value for another sweep (default: the model's own)")
     p.add_argument("--iou-thresh", type=float, help="NMS IoU threshold (default: the model's own)")
-    p.add_argument("--max-dets", type=int, default=100)
+    p.add_argument("--max-dets", type=int, default=100, help="detections per image, the outputs' K (default 100)")
     p.add_argument("--max-candidates", type=int, default=1000, help="candidates kept before NMS (<= 3840)")
     p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="network input: one size or H W (default: the model's)")
-    p.add_argument("--nms", choices=["onnx", "efficient"], default="onnx")
+    p.add_argument("--nms", choices=["onnx", "efficient"], default="onnx",
+                   help="NMS flavour of each exported engine (see edgedet export --help)")
     p.add_argument("--fp16", action="store_true", help="sweep FP16 engines instead of FP32")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
                    help="auto: TensorRT plans where TensorRT is installed, else ONNX Runtime")

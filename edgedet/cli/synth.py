@@ -11,7 +11,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of images in the val split (default 0.2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same dataset (default 0)")
     p.add_argument("--video", action="store_true", help="also write video.mp4 of moving shapes")
 
 
