@@ -18,7 +18,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-data", help="validation annotations; mAP is evaluated on them each epoch")
     p.add_argument("--val-images", help="image folder of --val-data (default: --images)")
     p.add_argument("--weights", help="initial weights: none (default), default/ENUM (torchvision, needs network) or FILE")
-    p.add_argument("--preset", default="default", help="recipe in edgedet/train/presets (default, ssdlite, tiny)")
+    p.add_argument("--preset", help="recipe in edgedet/train/presets: default (the default), ssdlite, tiny")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     p.add_argument("--batch", type=int, help="images per step (per GPU under torchrun)")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], help="default: the preset's")
@@ -39,7 +39,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="builder option, JSON value (e.g. min_size=512, width_mult=0.75); repeatable")
     p.add_argument("--out", help="run folder (default runs/train/exp, numbered if it exists)")
-    p.add_argument("--resume", help="continue from a last.pt")
+    p.add_argument("--resume", help="continue a run from its last.pt, with its own recipe (options given now override it)")
 
 
 def parse_model_args(items: list[str]) -> dict:
@@ -61,27 +61,35 @@ def run(args: argparse.Namespace) -> int:
     from edgedet.errors import EdgedetError
     from edgedet.train.config import make_config
 
-    model = args.model
-    if model is None:
-        if not args.resume:
-            raise EdgedetError("--model is required (or --resume a last.pt)")
-        from edgedet.reference import model_name_from_checkpoint
-
-        model = model_name_from_checkpoint(args.resume)
-    cfg = make_config(
-        model=model, data=args.data, preset=args.preset, images=args.images, val_data=args.val_data,
+    options = dict(
+        data=args.data, images=args.images, val_data=args.val_data,
         val_images=args.val_images, weights=args.weights, epochs=args.epochs, batch=args.batch,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, scheduler=args.scheduler,
         milestones=args.milestones, warmup_iters=args.warmup_iters, augment=args.augment,
         clip_grad=args.clip_grad, amp=args.amp,
         sync_bn=args.sync_bn, device=args.device, workers=args.workers, eval_every=args.eval_every,
         seed=args.seed, on_bad_image=args.on_bad_image, model_kwargs=parse_model_args(args.model_arg) or None,
-        out=args.out or "runs/train/exp",
     )
+    if args.resume:
+        from edgedet.checkpoint import load_checkpoint
+        from edgedet.train.config import resume_config
+
+        if args.preset or args.model_arg:
+            raise EdgedetError("--resume continues the checkpoint's own recipe and model options: drop --preset and "
+                               "--model-arg (or start a new run with --weights)")
+        saved = load_checkpoint(args.resume).get("config")
+        cfg = resume_config(saved, source=args.resume, model=args.model, **options)
+    else:
+        if args.model is None:
+            raise EdgedetError("--model is required (or --resume a last.pt)")
+        cfg = make_config(model=args.model, preset=args.preset or "default", out=args.out or "runs/train/exp",
+                          **options)
     from edgedet import log
     from edgedet.train.engine import train
 
     r = train(cfg, resume=args.resume)
+    if not r.is_main:  # under torchrun every rank returns here; rank 0 alone reports
+        return 0
     best = f"best mAP@[.5:.95] {r.best_map:.3f} at epoch {r.best_epoch}" if r.best_map >= 0 else "no val split"
     log.note(f"train: done, {r.images_per_second:.1f} images/s; {best}")
     print(f"best: {r.best}\nlast: {r.last}\ncurves: {r.out_dir / 'curves.png'}")

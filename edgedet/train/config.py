@@ -71,6 +71,22 @@ class TrainConfig:
         return asdict(self)
 
 
+def resume_config(saved: dict[str, Any] | None, *, source: str, **overrides: Any) -> TrainConfig:
+    """The recipe a checkpoint was trained with (its ``config``), with only the options given now on top.
+
+    Resuming must continue the same run: rebuilding from the ``default`` preset instead changed the
+    optimizer under a restored optimizer state (``KeyError: 'momentum'`` for AdamW runs) and dropped the
+    validation data, so resumed epochs were never evaluated.
+    """
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise EdgedetError(f"{source} records no training recipe (not written by edgedet train); start a new run "
+                           f"with --weights {source}")
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in saved.items() if k in known}
+    values.update({k: v for k, v in overrides.items() if v is not None and k in known})
+    return TrainConfig(**values).validate()
+
+
 def list_presets() -> list[str]:
     files = resources.files("edgedet.train").joinpath("presets").iterdir()
     return sorted(p.name[:-5] for p in files if p.name.endswith(".json"))

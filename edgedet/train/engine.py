@@ -37,6 +37,7 @@ class TrainResult:
     best_epoch: int
     images_per_second: float
     history: list[dict] = field(default_factory=list)
+    is_main: bool = True  # rank 0 (or the only process): the one that reports
 
 
 @dataclass
@@ -61,6 +62,20 @@ def _init_distributed() -> _Dist:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return _Dist(dist.get_rank(), world, local_rank)
+
+
+def _shared_run_dir(base: str | Path, dist_ctx: _Dist) -> Path:
+    """The run folder, chosen once: rank 0 picks ``next_run_dir`` and creates it, the others receive its
+    name (each rank picking its own raced: a second, empty ``exp2`` appeared beside the real run)."""
+    if dist_ctx.world == 1:
+        return next_run_dir(base)
+    chosen = [None]
+    if dist_ctx.main:
+        out_dir = next_run_dir(base)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        chosen = [str(out_dir)]
+    torch.distributed.broadcast_object_list(chosen, src=0)
+    return Path(chosen[0])
 
 
 def _seed_everything(seed: int) -> None:
@@ -123,6 +138,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True)
     state: dict[str, Any] | None = load_checkpoint(resume) if resume else None
     if state is not None and state.get("model") not in (None, cfg.model):
         raise EdgedetError(f"--resume {resume} is a {state['model']} checkpoint, not {cfg.model}")
+    if state is not None and not all(k in state for k in ("optimizer", "scheduler", "scaler", "epoch")):
+        raise EdgedetError(f"--resume {resume} holds no optimizer state (best.pt keeps the weights only): resume from "
+                           f"last.pt, or start a new run with --weights {resume}")
     model = create_model(cfg.model, classes=train_set.classes, weights=cfg.weights if state is None else "none",
                          **({**cfg.model_kwargs, **state.get("model_kwargs", {})} if state else cfg.model_kwargs))
     if state is not None:
@@ -160,7 +178,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True)
         history = list(state.get("history", []))
         out_dir = Path(resume).parent
     else:
-        out_dir = next_run_dir(cfg.out)
+        out_dir = _shared_run_dir(cfg.out, dist_ctx)
     if dist_ctx.main:
         out_dir.mkdir(parents=True, exist_ok=True)
     last, best = out_dir / "last.pt", out_dir / "best.pt"
@@ -215,7 +233,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True)
             torch.distributed.barrier()
     if dist_ctx.world > 1:
         torch.distributed.destroy_process_group()
-    return TrainResult(out_dir, last, best, best_map, best_epoch, seen / train_time if train_time else 0.0, history)
+    return TrainResult(out_dir, last, best, best_map, best_epoch, seen / train_time if train_time else 0.0, history,
+                       is_main=dist_ctx.main)
 
 
 def _write_epoch(core, cfg, optimizer, scheduler, scaler, epoch, best_map, best_epoch, history,
