@@ -62,4 +62,59 @@ def quantize_qdq(model: onnx.ModelProto, batches: Iterable[np.ndarray], *, metho
             )
         finally:
             root.setLevel(level)
-        return onnx.load(str(dst))
+        return _drop_dangling_qdq(onnx.load(str(dst)))
+
+
+def _drop_dangling_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove the Q/DQ pairs whose dequantized value never reaches another QuantizeLinear.
+
+    The QDQ quantizer puts a Q/DQ pair on the output of every quantized op, including the detection
+    heads' last Conv/Gemm, whose outputs only feed the float box decoding and score post-processing
+    (Reshape/Transpose/Concat/Gather/Softmax/TopK...). Those pairs buy no INT8 compute anywhere: they
+    only round the box deltas and logits to 8 bits. Worse, the SSD heads concatenate six such outputs,
+    each with its own scale, and then Gather one coordinate with a scalar index: OpenVINO's
+    low-precision transformations move the dequantization past the Concat as a per-anchor
+    ``[1, A, 1]`` scale, skip gathering that scale, and the ``[1, A]`` decode broadcasts to
+    ``[1, A, A]``, so compile_model fails on ``/Unsqueeze`` (a Reshape of 3234² elements to
+    ``[1, 3234, 1]``). Dropping the pairs keeps the heads' inputs and weights INT8 and their outputs float.
+    """
+    g = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in g.output}
+    reaches_q: dict[str, bool] = {}  # tensor → does some path from it reach a QuantizeLinear?
+    for node in reversed(g.node):  # ONNX graphs are topologically sorted
+        for name in node.output:
+            reaches_q[name] = any(c.op_type == "QuantizeLinear" or any(reaches_q.get(o, False) for o in c.output)
+                                  for c in consumers.get(name, []))
+    removed: set[int] = set()
+    rename: dict[str, str] = {}
+    for q in g.node:
+        if q.op_type != "QuantizeLinear":
+            continue
+        dqs = consumers.get(q.output[0], [])
+        if not dqs or any(d.op_type != "DequantizeLinear" or reaches_q[d.output[0]] or d.output[0] in outputs
+                          for d in dqs):
+            continue
+        removed.update(id(n) for n in (q, *dqs))
+        rename.update({d.output[0]: q.input[0] for d in dqs})
+    if not removed:
+        return model
+    kept = [n for n in g.node if id(n) not in removed]
+    for node in kept:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+    dropped = [n for n in g.node if id(n) in removed]
+    del g.node[:]
+    g.node.extend(kept)
+    used = {i for n in kept for i in n.input}
+    params = {i for n in dropped for i in n.input[1:]} - used  # the dropped pairs' scales and zero points
+    kept_inits = [t for t in g.initializer if t.name not in params]
+    del g.initializer[:]
+    g.initializer.extend(kept_inits)
+    gone = {o for n in dropped for o in n.output}  # their value_info would describe tensors no longer there
+    kept_info = [v for v in g.value_info if v.name not in gone]
+    del g.value_info[:]
+    g.value_info.extend(kept_info)
+    return model

@@ -74,7 +74,7 @@ def calibration_images(source: str | Path, *, count: int = 256, seed: int = 0, p
         images = list(_video_frames(src, count))
     else:
         images = []
-        for path in tqdm(_listed_files(src, count, seed), desc="calibration images", unit="img", disable=not progress, leave=False):
+        for path in tqdm(_listed_files(src, count, seed), desc="calibration images", unit="img", disable=None if progress else True, leave=False):
             try:
                 images.append(read_image(path))
             except ImageReadError as e:

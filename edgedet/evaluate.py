@@ -86,7 +86,7 @@ def predict_dataset(
         first = [dataset.load_image(0)]
         for _ in range(warmup):
             predictor(first)
-    with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(dataset), desc=desc, unit="img", disable=None if progress else True, leave=False) as bar:
         for start in range(0, len(dataset), batch_size):
             idx = range(start, min(start + batch_size, len(dataset)))
             images = [dataset.load_image(i) for i in idx]

@@ -19,10 +19,13 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     With ``overwrite=False`` an existing file is kept and an error names the way out.
     """
     final = Path(path)
+    if final.is_dir():
+        raise EdgedetError(f"{final} is a directory; give a file path")
     if not overwrite and final.exists():
         raise EdgedetError(f"{final} exists; pass --force to overwrite it")
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.fchmod(fd, _plain_open_mode())  # mkstemp makes 0600; the file gets what open() would give it
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -31,6 +34,13 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _plain_open_mode() -> int:
+    """``0o666`` less the process umask: the mode a plain ``open(path, "w")`` creates files with."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:

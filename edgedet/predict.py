@@ -53,7 +53,7 @@ def predict_images(
         raise DataError(f"{save_json} exists; pass --force to overwrite it")
     results: list[dict] = []
     done = 0
-    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress, leave=False), 1):
+    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=None if progress else True, leave=False), 1):
         try:
             image = read_image(path)
         except ImageReadError as e:

@@ -1,4 +1,6 @@
-"""``verify``: engines against the PyTorch reference on the same images, with a one-sided AP gate.
+"""``verify``: engines against the PyTorch reference on the same images, gated on a one-sided AP tolerance
+and on box agreement (parity's tolerance by precision), after checking that the engines were exported
+from the weights given.
 
 The reference sees exactly what an engine sees: images resized on the host the way the engine's
 metadata says (stretch or letterbox), the engine's score/IoU thresholds and detection limit, and boxes
@@ -107,8 +109,27 @@ def engine_reference(detector: Any, model_name: str | None, weights: str, *,
     return reference, entry.name, classes
 
 
+def check_same_weights(detectors: list, weights: str) -> None:
+    """Each engine's metadata records the sha256 of the weights it was exported from; a reference built from
+    other weights compares two different models (it used to PASS with 0 % box agreement and ΔAP +67.8)."""
+    from pathlib import Path
+
+    from edgedet.checkpoint import file_sha256
+
+    if not Path(weights).is_file():
+        return
+    sha = file_sha256(weights)
+    for det in detectors:
+        recorded = det.metadata.get("weights_sha256")
+        if recorded and recorded != sha:
+            raise EdgedetError(f"{det.path.name} was exported from other weights than {weights} (sha256 "
+                               f"{recorded[:12]}… vs {sha[:12]}…); pass the checkpoint it was exported from, or "
+                               "--allow-other-weights to compare anyway")
+
+
 def verify(engines: list[str], model_name: str | None, weights: str, dataset: DetectionDataset, *,
-           tolerance: float | None = None, device: str | None = None, progress: bool = True) -> VerifyReport:
+           tolerance: float | None = None, device: str | None = None, progress: bool = True,
+           allow_other_weights: bool = False) -> VerifyReport:
     from edgedet.export.nms import NMSConfig
     from edgedet.export.parity import compare
     from edgedet.export.wrappers import set_thresholds
@@ -125,6 +146,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
                 det.metadata.get(k) != first.get(k) for k in ("nms", "rpn_score_thresh", "rpn_post_nms_top_n")):
             raise EdgedetError(f"{det.path.name} was exported with another input size, NMS or RPN settings than "
                                f"{detectors[0].path.name}; verify them separately")
+    if not allow_other_weights:
+        check_same_weights(detectors, weights)
     reference, name, classes = engine_reference(detectors[0], model_name, weights, device=device)
     entry = get_model_entry(name)
     nms = NMSConfig(**first["nms"])
@@ -150,7 +173,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
         row.tolerance = tolerance if tolerance is not None else TOLERANCE_AP.get(precision, 1.0)
         parity = compare(ref_dets, got, precision if precision in TOLERANCE_AP else "int8", nms.score_thresh)
         row.agreement, row.boxes_compared = parity.agreement, parity.boxes_compared
-        row.passed = row.delta_ap >= -row.tolerance
+        # the AP gate alone passes an engine of other weights that scores higher: box agreement gates too
+        row.passed = row.delta_ap >= -row.tolerance and parity.passed is not False
         report.rows.append(row)
     return report
 

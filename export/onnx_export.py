@@ -93,6 +93,9 @@ def _check_options(opts: ExportOptions) -> None:
         raise EdgedetError(f"--opset must be at least {MIN_OPSET}")
     if opts.batch < 1:
         raise EdgedetError("--batch must be at least 1")
+    if not 1 <= opts.max_candidates <= TENSORRT_TOPK_LIMIT:
+        raise EdgedetError(f"--max-candidates must be in 1..{TENSORRT_TOPK_LIMIT} (TensorRT's TopK limit), "
+                           f"not {opts.max_candidates}")
     if opts.dynamic_batch is not None and opts.dynamic_batch < 1:
         raise EdgedetError("--dynamic-batch must be at least 1")
     if opts.imgsz and (len(opts.imgsz) != 2 or min(opts.imgsz) < 32):

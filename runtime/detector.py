@@ -40,12 +40,18 @@ def default_providers() -> list[str]:
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
-    """Grayscale ``[H, W]``/``[H, W, 1]`` and RGBA ``[H, W, 4]`` to RGB ``[H, W, 3]`` uint8."""
+    """Grayscale ``[H, W]``/``[H, W, 1]`` and RGBA ``[H, W, 4]`` to RGB ``[H, W, 3]`` uint8; 16-bit scaled to
+    8 bits, float images in [0, 1] scaled by 255 (with a warning: the engine takes 0..255)."""
+    if image is None:
+        raise DataError("got None instead of an image (did cv2.imread fail to read the file?)")
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise DataError(f"expected an image array [H, W] or [H, W, C], got {getattr(image, 'shape', type(image))}")
     if image.dtype != np.uint8:
         if image.dtype == np.uint16:
             image = (image.astype(np.uint32) * 255 + 32767) // 65535
+        elif image.dtype.kind == "f" and float(np.nanmax(image)) <= 1.0:
+            log.warn("float image with values in [0, 1]: scaled by 255 (pass uint8 0..255 images)", once=True)
+            image = np.rint(np.nan_to_num(image) * 255.0)
         image = np.clip(image, 0, 255).astype(np.uint8)
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
@@ -102,6 +108,7 @@ class Detector:
         batch = self.metadata.get("batch", {})
         self.dynamic_batch = bool(batch.get("dynamic"))
         self.batch_size = int(batch.get("max") if self.dynamic_batch else batch.get("size", 1))
+        self._check_metadata_matches_engine()
         self._buffer = np.zeros((self.batch_size, *self.input_size, 3), np.uint8)
 
     def _metadata(self) -> dict:
@@ -114,6 +121,17 @@ class Detector:
         return {"input": {"size": [h, w], "resize": "stretch"}, "classes": [],
                 "batch": {"dynamic": b is None, "size": b or 1, "max": b or 1}}
 
+    def _check_metadata_matches_engine(self) -> None:
+        """A sidecar from another export (another size or batch) would feed the engine the wrong tensor."""
+        hw = tuple(getattr(self.engine, "input_hw", None) or ())
+        if len(hw) == 2 and all(hw) and tuple(hw) != self.input_size:
+            raise BackendError(f"{self.path.name}: its metadata says input {self.input_size[0]}x{self.input_size[1]} but "
+                               f"the engine takes {hw[0]}x{hw[1]}: the sidecar belongs to another export")
+        fixed = getattr(self.engine, "input_batch", None)
+        if fixed and not self.dynamic_batch and fixed != self.batch_size:
+            raise BackendError(f"{self.path.name}: its metadata says batch {self.batch_size} but the engine takes "
+                               f"{fixed}: the sidecar belongs to another export")
+
     def class_name(self, label: int) -> str:
         return self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
 
@@ -123,6 +141,8 @@ class Detector:
         return {"num_dets": num, "boxes": boxes, "scores": scores, "labels": labels}
 
     def __call__(self, images: ImageOrBatch) -> Detections | list[Detections]:
+        if images is None:
+            raise DataError("got None instead of an image (did cv2.imread fail to read the file?)")
         single = isinstance(images, np.ndarray) and images.ndim in (2, 3)
         batch = [images] if single else list(images)
         out: list[Detections] = []
@@ -137,6 +157,9 @@ class Detector:
         if not self.dynamic_batch and n < self.batch_size:
             self._buffer[n:] = 0
         r = self.raw(feed)
+        if self.class_names and n and int(r["labels"][:n].max(initial=0)) >= len(self.class_names):
+            raise BackendError(f"{self.path.name} returned class {int(r['labels'][:n].max())} but its metadata lists "
+                               f"{len(self.class_names)} classes: the sidecar belongs to another export")
         dets = []
         for b in range(n):
             k = int(r["num_dets"][b, 0])

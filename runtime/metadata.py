@@ -20,16 +20,52 @@ def sidecar_path(artifact: str | Path) -> Path:
     return p.with_name(p.name[: -len(p.suffix)] + ".json") if p.suffix else p.with_name(p.name + ".json")
 
 
+#: Keys every edgedet artifact's metadata has, with the type each must be.
+REQUIRED = {"input": dict, "classes": list}
+
+
 def read_metadata(artifact: str | Path) -> dict[str, Any] | None:
-    """The sidecar if present, else the ONNX ``metadata_props``; None when neither exists."""
+    """The sidecar if present, else the ONNX ``metadata_props``; None when neither exists.
+
+    Metadata that cannot be used (not JSON, not an object, a newer schema, a required key missing or of
+    the wrong type) is a :class:`BackendError` naming the file, not a traceback in whatever reads it.
+    """
+    from edgedet.errors import BackendError
+
     side = sidecar_path(artifact)
     if side.is_file():
-        return json.loads(side.read_text())
+        return _validated(side.read_text(errors="replace"), side)
     if Path(artifact).suffix == ".onnx":
         import onnx
 
-        model = onnx.load(str(artifact), load_external_data=False)
+        try:
+            model = onnx.load(str(artifact), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
+            raise BackendError(f"cannot read ONNX model {artifact}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         for prop in model.metadata_props:
             if prop.key == PROPS_KEY:
-                return json.loads(prop.value)
+                return _validated(prop.value, Path(artifact))
     return None
+
+
+def _validated(text: str, source: Path) -> dict[str, Any]:
+    from edgedet.errors import BackendError
+
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BackendError(f"metadata {source} is not valid JSON ({e.msg} at line {e.lineno}); re-export, or delete "
+                           "the sidecar to use the engine's own shapes") from None
+    if not isinstance(meta, dict):
+        raise BackendError(f"metadata {source} is not a JSON object")
+    version = meta.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BackendError(f"metadata {source} has schema version {version!r}; this edgedet reads up to "
+                           f"{SCHEMA_VERSION}: upgrade edgedet")
+    for key, kind in REQUIRED.items():
+        if not isinstance(meta.get(key), kind):
+            raise BackendError(f"metadata {source} lacks {key!r} (or it is not a {kind.__name__}); re-export the model")
+    size = meta["input"].get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise BackendError(f"metadata {source}: input.size must be [H, W], not {size!r}")
+    return meta

@@ -38,7 +38,32 @@ def read_contract_model(path: Path):
     names = [o.name for o in model.graph.output]
     if names != list(OUTPUT_NAMES):
         raise BackendError(f"{path} outputs {names}, not the engine contract's {list(OUTPUT_NAMES)}")
+    _check_outputs(model, path)
     return model, inp.name, dims[0], (dims[1], dims[2])
+
+
+#: The contract's outputs: element type and rank ("K" is the detection count they share).
+_OUTPUT_SPEC = {"num_dets": (6, 2), "boxes": (1, 3), "scores": (1, 2), "labels": (6, 2)}  # INT32=6, FLOAT=1
+
+
+def _check_outputs(model, path: Path) -> None:
+    """Types and shapes of the contract outputs: ``num_dets [B,1] int32``, ``boxes [B,K,4]``, ``scores [B,K]``,
+    ``labels [B,K] int32``; a graph with the right names but other shapes would fail later, far from here."""
+    import onnx
+
+    shapes = {}
+    for out in model.graph.output:
+        t = out.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        elem, rank = _OUTPUT_SPEC[out.name]
+        if t.elem_type != elem or len(dims) != rank:
+            want = f"{onnx.TensorProto.DataType.Name(elem).lower()} of rank {rank}"
+            raise BackendError(f"{path} output {out.name!r} is {onnx.TensorProto.DataType.Name(t.elem_type).lower()} "
+                               f"{dims}, not {want} (the engine contract)")
+        shapes[out.name] = dims
+    k = {shapes["boxes"][1], shapes["scores"][1], shapes["labels"][1]}
+    if shapes["num_dets"][1] not in (1, None) or shapes["boxes"][2] not in (4, None) or len(k - {None}) > 1:
+        raise BackendError(f"{path} outputs {shapes}: not num_dets [B,1], boxes [B,K,4], scores [B,K], labels [B,K]")
 
 
 class OnnxEngine:

@@ -180,3 +180,12 @@ def test_ten_thousand_frames_headless_with_bounded_memory(engine, tmp_path):
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert stats.frames == 10_000 and stats.stopped_by == "end"
     assert (after - before) / 1024 < 64, f"peak memory grew by {(after - before) / 1024:.1f} MiB"
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(engine, synth, tmp_path):
+    """Logs and CI output get the result lines, not carriage-return progress bars."""
+    proc = run_edgedet("predict", "--engine", str(engine), "--source", str(synth.images_dir / "val_0032*.jpg"),
+                       "--save-json", str(tmp_path / "p.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "it/s" not in proc.stderr and "img/s" not in proc.stderr, proc.stderr
+    assert "predict: 10 images" in proc.stderr

@@ -65,3 +65,22 @@ def test_parity_on_zero_boxes_is_not_measured():
     one = Detections(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32), np.array([1]))
     rep = compare([one], [empty], "fp32", 0.25)
     assert (rep.agreement, rep.passed, rep.boxes_compared) == (0.0, False, 1)
+
+
+def test_engine_of_other_weights_is_refused_then_fails_on_agreement(engines, tiny_checkpoint, synth, tmp_path):
+    """An engine verified against a checkpoint it was not exported from: a clear error; forced, the AP gate
+    alone would PASS (the trained engine beats the untrained reference), the box agreement gate fails it."""
+    from conftest import assert_one_line_error
+    from edgedet.checkpoint import load_checkpoint, save_checkpoint
+    from edgedet.models import create_model
+
+    trained = load_checkpoint(tiny_checkpoint)
+    untrained = create_model("ssdlite_tiny", classes=trained["classes"], weights="none")
+    other = save_checkpoint(tmp_path / "untrained.pt", {"model": "ssdlite_tiny", "classes": trained["classes"],
+                                                        "model_kwargs": trained["model_kwargs"],
+                                                        "state_dict": untrained.state_dict()})
+    proc, _ = _verify([engines["fp32"]], other, synth, tmp_path)
+    assert_one_line_error(proc, "exported from other weights", "--allow-other-weights")
+    proc, report = _verify([engines["fp32"]], other, synth, tmp_path, "--allow-other-weights")
+    row = report["rows"][-1]
+    assert proc.returncode == 1 and row["delta_ap"] > 10 and row["agreement"] < 0.5 and not row["passed"], row

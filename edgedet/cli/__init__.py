@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgedetError as e:
         print(f"edgedet {args.verb}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a read-only folder, a full disk, a directory where a file goes: the OS's reason
+        where = f": {e.filename}" if e.filename else ""
+        print(f"edgedet {args.verb}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"edgedet {args.verb}: interrupted after {time.perf_counter() - start:.1f}s", file=sys.stderr)
         return 130

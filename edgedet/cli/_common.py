@@ -23,3 +23,27 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto: TensorRT for .plan/.engine, ONNX Runtime for .onnx; or onnxruntime, openvino (CPU), "
                         "tensorrt")
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a score threshold in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a count of at least 1 (batch sizes, iterations)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: 0 or more (worker processes, warm-up calls)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value

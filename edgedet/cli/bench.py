@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgedet.cli._common import add_backend_arg
+from edgedet.cli._common import add_backend_arg, non_negative_int, positive_int
 
 HELP = "benchmark an engine: latency mean/p50/p90/p99, throughput, host pre/post-processing time"
 
@@ -12,9 +12,9 @@ HELP = "benchmark an engine: latency mean/p50/p90/p99, throughput, host pre/post
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
     add_backend_arg(p)
-    p.add_argument("--batch", type=int, help="images per call (default: the engine's batch)")
-    p.add_argument("--iters", type=int, default=100, help="timed calls (default 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    p.add_argument("--batch", type=positive_int, help="images per call (default: the engine's batch)")
+    p.add_argument("--iters", type=positive_int, default=100, help="timed calls (default 100)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed calls first (default 10)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -26,8 +26,6 @@ def run(args: argparse.Namespace) -> int:
     from edgedet.runtime.bench import benchmark
     from edgedet.runtime.detector import Detector
 
-    if args.iters < 1 or args.warmup < 0:
-        raise EdgedetError("--iters must be at least 1 and --warmup at least 0")
     det = Detector(args.engine, backend=args.backend, threads=args.threads)
     if args.batch and not det.dynamic_batch and args.batch != det.batch_size:
         raise EdgedetError(f"{args.engine} has a fixed batch of {det.batch_size}; export with --dynamic-batch for others")

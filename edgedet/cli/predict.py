@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgedet.cli._common import add_backend_arg, add_model_args
+from edgedet.cli._common import add_backend_arg, add_model_args, unit_interval
 
 HELP = "run the PyTorch reference or an exported engine on images: COCO results JSON and/or annotated images"
 
@@ -14,7 +14,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", help="an exported .onnx or TensorRT .plan instead of --model/--weights")
     add_backend_arg(p)
     p.add_argument("--source", required=True, help="image file, folder or glob")
-    p.add_argument("--conf", type=float, default=0.25, help="minimum score to keep (default 0.25)")
+    p.add_argument("--conf", type=unit_interval, default=0.25, help="minimum score to keep (default 0.25)")
     p.add_argument("--save-json", help="write COCO results JSON here")
     p.add_argument("--save-dir", help="write annotated images into this folder")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")

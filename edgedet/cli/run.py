@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgedet.cli._common import add_backend_arg
+from edgedet.cli._common import add_backend_arg, unit_interval
 
 HELP = "run an engine on a camera (cam0, csi0), video file, RTSP/HTTP URL or GStreamer pipeline"
 
@@ -16,7 +16,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", help="write the annotated video here (.mp4)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --save file")
     p.add_argument("--headless", action="store_true", help="never open a window")
-    p.add_argument("--conf", type=float, default=0.4, help="minimum score to show (default 0.4)")
+    p.add_argument("--conf", type=unit_interval, default=0.4, help="minimum score to show (default 0.4)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--classes", nargs="+", help="only these class names (or indices)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgedet import log
     from edgedet.data import check_images, load_dataset
+    from edgedet.data.checks import require_annotations
     from edgedet.errors import EdgedetError
     from edgedet.sweep import SweepOptions, parse_counts, parse_thresholds, print_report, sweep, write_outputs
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, args.images)
     if args.max_images:
         dataset = replace(dataset, samples=dataset.samples[: args.max_images])
-    dataset = check_images(dataset, "skip")
+    dataset = require_annotations(check_images(dataset, "skip"))
     report, out = sweep(opts, dataset)
     print_report(report)
     files = write_outputs(report, out)

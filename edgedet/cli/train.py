@@ -6,6 +6,8 @@ Multi-GPU: ``torchrun --nproc_per_node=4 -m edgedet train ...``; ``--batch`` is 
 from __future__ import annotations
 
 import argparse
+
+from edgedet.cli._common import non_negative_int, positive_int
 import json
 
 HELP = "train a zoo model on COCO/VOC data (preset recipe + overrides; checkpoints, best tracking, curves)"
@@ -20,7 +22,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="initial weights: none (default), default/ENUM (torchvision, needs network) or FILE")
     p.add_argument("--preset", help="recipe in edgedet/train/presets: default (the default), ssdlite, tiny")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
-    p.add_argument("--batch", type=int, help="images per step (per GPU under torchrun)")
+    p.add_argument("--batch", type=positive_int, help="images per step (per GPU under torchrun)")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], help="default: the preset's")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's for its optimizer)")
     p.add_argument("--weight-decay", type=float, help="default: the preset's")
@@ -32,7 +34,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="disable mixed precision on CUDA")
     p.add_argument("--sync-bn", action="store_const", const=True, help="SyncBatchNorm under torchrun")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
-    p.add_argument("--workers", type=int, help="DataLoader workers (default: 4 on CUDA, 0 on CPU)")
+    p.add_argument("--workers", type=non_negative_int, help="DataLoader workers (default: 4 on CUDA, 0 on CPU)")
     p.add_argument("--eval-every", type=int, help="COCO evaluation every N epochs (default: the preset's)")
     p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
     p.add_argument("--bad-images", dest="on_bad_image", choices=["skip", "fail"], help="unreadable images: skip with a warning (default) or fail")

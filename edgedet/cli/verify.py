@@ -16,6 +16,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, help="evaluate the first N images only")
     p.add_argument("--tolerance", type=float, help="allowed AP drop in points (default by precision: fp32 0.1, fp16 0.3, int8 1.0)")
     p.add_argument("--device", help="device of the PyTorch reference (cpu, cuda)")
+    p.add_argument("--allow-other-weights", action="store_true",
+                   help="compare even when the engines' metadata records other weights than --weights")
     p.add_argument("--json", help="write the report as JSON here")
     p.add_argument("--report", help="write the report as Markdown here")
 
@@ -25,14 +27,16 @@ def run(args: argparse.Namespace) -> int:
 
     from edgedet import log
     from edgedet.data import check_images, load_dataset
+    from edgedet.data.checks import require_annotations
     from edgedet.fileio import atomic_write_json, atomic_write_text
     from edgedet.verify import markdown, print_report, verify
 
     dataset = load_dataset(args.data, args.images)
     if args.max_images:
         dataset = replace(dataset, samples=dataset.samples[: args.max_images])
-    dataset = check_images(dataset, "skip")
-    report = verify(args.engine, args.model, args.weights, dataset, tolerance=args.tolerance, device=args.device)
+    dataset = require_annotations(check_images(dataset, "skip"))
+    report = verify(args.engine, args.model, args.weights, dataset, tolerance=args.tolerance, device=args.device,
+                    allow_other_weights=args.allow_other_weights)
     print_report(report)
     if args.json:
         atomic_write_json(args.json, report.to_dict())

@@ -7,7 +7,7 @@ import sys
 from typing import Literal
 
 from edgedet.data.types import DetectionDataset
-from edgedet.errors import ImageReadError
+from edgedet.errors import DataError, ImageReadError
 from edgedet.log import warn
 
 
@@ -26,7 +26,7 @@ def check_images(
     from tqdm import tqdm
 
     kept = []
-    for index in tqdm(range(len(dataset)), desc="checking images", unit="img", disable=not progress):
+    for index in tqdm(range(len(dataset)), desc="checking images", unit="img", disable=None if progress else True):
         sample = dataset.samples[index]
         try:
             height, width = dataset.load_image(index).shape[:2]
@@ -39,7 +39,18 @@ def check_images(
             _warn(f"{dataset.image_path(index)}: decoded size {width}x{height} differs from the annotated "
                   f"{sample.width}x{sample.height} (EXIF rotation?); kept")
         kept.append(sample)
+    if len(dataset) and not kept:
+        raise DataError(f"none of the {len(dataset)} images of {dataset.source or 'the dataset'} could be read from "
+                        f"{dataset.images_dir} (is the image folder right?)")
     return dataclasses.replace(dataset, samples=kept)
+
+
+def require_annotations(dataset: DetectionDataset) -> DetectionDataset:
+    """Evaluation needs ground truth: a dataset without a single box gives COCO's undefined -1, not a score."""
+    if not any(len(s.boxes) for s in dataset.samples):
+        raise DataError(f"{dataset.source or 'the dataset'} has no annotations in its {len(dataset)} images: "
+                        "nothing to evaluate against")
+    return dataset
 
 
 def _warn(message: str) -> None:

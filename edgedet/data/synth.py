@@ -164,7 +164,7 @@ def make_synthetic_dataset(
     if progress:
         from tqdm import tqdm
 
-        indices = tqdm(indices, desc="synth", unit="img")
+        indices = tqdm(indices, desc="synth", unit="img", disable=None)  # None: no bar when not a terminal
     for i in indices:
         split = "val" if i >= images - num_val else "train"
         u = rng.random()

@@ -189,7 +189,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True)
         if sampler is not None:
             sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not (progress and dist_ctx.main), leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=None if progress and dist_ctx.main else True, leave=False)
         t0 = time.perf_counter()
         for images, targets in bar:
             images = [im.to(device, non_blocking=True) for im in images]
