@@ -48,6 +48,15 @@ def _onnxruntime() -> dict[str, Any]:
     return {"onnxruntime": ort.__version__, "ORT providers": ort.get_available_providers()}
 
 
+def _openvino() -> dict[str, Any]:
+    try:
+        import openvino as ov
+
+        return {"openvino": f"{ov.__version__.split('-')[0]}: devices {', '.join(ov.Core().available_devices)}"}
+    except Exception as e:  # noqa: BLE001
+        return {"openvino": f"not installed ({type(e).__name__})"}
+
+
 def _tensorrt() -> dict[str, Any]:
     version = _version("tensorrt")
     out = {"tensorrt": version}
@@ -112,7 +121,7 @@ def collect() -> dict[str, Any]:
     from edgedet import __version__
 
     report: dict[str, Any] = {"edgedet": __version__}
-    for probe in (_platform, _torch, _onnxruntime, _tensorrt, _opencv, _cameras):
+    for probe in (_platform, _torch, _onnxruntime, _openvino, _tensorrt, _opencv, _cameras):
         report.update(probe())
     report["onnx"] = _version("onnx")
     return report

@@ -147,8 +147,8 @@ def _resolve(opts: SweepOptions) -> tuple[str, str, list[dict[str, Any]], float]
 def _backend(requested: str) -> str:
     import importlib.util
 
-    if requested not in ("auto", "onnxruntime", "tensorrt"):
-        raise EdgedetError(f"--backend must be auto, onnxruntime or tensorrt, not {requested!r}")
+    if requested not in ("auto", "onnxruntime", "openvino", "tensorrt"):
+        raise EdgedetError(f"--backend must be auto, onnxruntime, openvino or tensorrt, not {requested!r}")
     has_trt = importlib.util.find_spec("tensorrt") is not None
     if requested == "tensorrt" and not has_trt:
         raise EdgedetError("--backend tensorrt needs TensorRT, which is not installed here")

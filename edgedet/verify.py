@@ -32,6 +32,7 @@ class VerifyRow:
     ms_per_image: float
     delta_ap: float | None = None  # AP points against the reference
     tolerance: float | None = None
+    backend: str = "pytorch"  # what computed the row: pytorch, onnxruntime, openvino, tensorrt
     agreement: float | None = None  # box agreement with the reference (parity.compare); None: not measured
     boxes_compared: int | None = None  # the boxes that agreement is a share of
     passed: bool | None = None
@@ -129,7 +130,7 @@ def check_same_weights(detectors: list, weights: str) -> None:
 
 def verify(engines: list[str], model_name: str | None, weights: str, dataset: DetectionDataset, *,
            tolerance: float | None = None, device: str | None = None, progress: bool = True,
-           allow_other_weights: bool = False) -> VerifyReport:
+           allow_other_weights: bool = False, backend: str = "auto") -> VerifyReport:
     from edgedet.export.nms import NMSConfig
     from edgedet.export.parity import compare
     from edgedet.export.wrappers import set_thresholds
@@ -139,7 +140,7 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
 
     if not engines:
         raise EdgedetError("give at least one --engine")
-    detectors = [Detector(p) for p in engines]
+    detectors = [Detector(p, backend=backend) for p in engines]
     first = detectors[0].metadata
     for det in detectors[1:]:
         if det.input_size != detectors[0].input_size or any(
@@ -169,6 +170,7 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
         got, ms = predict_dataset(det, dataset, progress=progress, desc=det.path.name)
         result, _ = evaluate_detections(got, dataset, classes, ms)
         row = _row(det.path.name, precision, result)
+        row.backend = det.backend
         row.delta_ap = 100.0 * (result.stats["AP"] - ref_result.stats["AP"])
         row.tolerance = tolerance if tolerance is not None else TOLERANCE_AP.get(precision, 1.0)
         parity = compare(ref_dets, got, precision if precision in TOLERANCE_AP else "int8", nms.score_thresh)
@@ -184,7 +186,7 @@ COLUMNS = [("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP_small")
 
 
 def _cells(row: VerifyRow) -> list[str]:
-    cells = [row.name, row.precision] + [f"{row.stats[k] * 100:.1f}" if row.stats[k] >= 0 else "-" for _, k in COLUMNS]
+    cells = [row.name, row.backend, row.precision] + [f"{row.stats[k] * 100:.1f}" if row.stats[k] >= 0 else "-" for _, k in COLUMNS]
     cells.append(f"{row.ms_per_image:.1f}")
     cells.append("" if row.delta_ap is None else f"{row.delta_ap:+.2f} (tol {row.tolerance:.1f})")
     if row.boxes_compared is None:
@@ -196,7 +198,7 @@ def _cells(row: VerifyRow) -> list[str]:
     return cells
 
 
-HEADERS = ["engine", "precision", *[c for c, _ in COLUMNS], "ms/img", "ΔAP", "box agreement", "result"]
+HEADERS = ["engine", "backend", "precision", *[c for c, _ in COLUMNS], "ms/img", "ΔAP", "box agreement", "result"]
 
 
 def print_report(report: VerifyReport) -> None:

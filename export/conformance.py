@@ -108,7 +108,8 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "passed": self.passed, "nodes": self.nodes, "errors": len(self.errors),
-                "warnings": len(self.warnings), "findings": [asdict(f) for f in self.findings]}
+                "warnings": len(self.warnings), "operator_table": self.table,
+                "findings": [asdict(f) for f in self.findings]}
 
 
 @lru_cache(maxsize=None)

@@ -317,9 +317,15 @@ def test_check_images_fail(tmp_path):
         check_images(_dataset(tmp_path), on_bad_image="fail", progress=False)
 
 
-def test_check_images_progress_bar_and_bad_policy(tmp_path, capsys):
+def test_check_images_progress_bar_and_bad_policy(tmp_path, capsys, monkeypatch):
+    """A bar on a terminal; none when stderr is a file or a pipe (logs, CI)."""
+    import sys
+
     _image(tmp_path / "good.png")
     ds = DetectionDataset(["a"], [1], [Sample(1, "good.png", 8, 6)], tmp_path)
+    assert len(check_images(ds, progress=True)) == 1
+    assert "checking images" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert len(check_images(ds, progress=True)) == 1
     assert "checking images" in capsys.readouterr().err
     with pytest.raises(ValueError, match="on_bad_image"):

@@ -25,8 +25,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nms", choices=["onnx", "efficient"], default="onnx",
                    help="NMS flavour of each exported engine (see edgedet export --help)")
     p.add_argument("--fp16", action="store_true", help="sweep FP16 engines instead of FP32")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
-                   help="auto: TensorRT plans where TensorRT is installed, else ONNX Runtime")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto",
+                   help="auto: TensorRT plans where TensorRT is installed, else ONNX Runtime; openvino: OpenVINO on the CPU")
     p.add_argument("--no-reference", action="store_true", help="skip the eager PyTorch columns")
     p.add_argument("--device", help="device of the PyTorch reference (cpu, cuda)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs before each timed pass (default 3)")

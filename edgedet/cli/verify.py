@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from edgedet.cli._common import add_backend_arg
+
 HELP = "evaluate engines and the PyTorch reference on the same images; fail when an engine loses more AP than allowed"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", nargs="+", required=True, help="one or more .onnx/.plan files of the same model")
+    add_backend_arg(p)
     p.add_argument("--model", help="zoo name (default: from the engine's metadata)")
     p.add_argument("--weights", required=True, help="the checkpoint the engines were exported from")
     p.add_argument("--data", required=True, help="annotations (COCO JSON or VOC folder)")
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = replace(dataset, samples=dataset.samples[: args.max_images])
     dataset = require_annotations(check_images(dataset, "skip"))
     report = verify(args.engine, args.model, args.weights, dataset, tolerance=args.tolerance, device=args.device,
-                    allow_other_weights=args.allow_other_weights)
+                    allow_other_weights=args.allow_other_weights, backend=args.backend)
     print_report(report)
     if args.json:
         atomic_write_json(args.json, report.to_dict())
