@@ -20,7 +20,7 @@ import numpy as np
 from edgedet import log
 from edgedet.errors import BackendError, DataError
 from edgedet.runtime.detections import Detections
-from edgedet.runtime.metadata import read_metadata
+from edgedet.runtime.metadata import read_metadata, require_runtime_keys
 from edgedet.runtime.preprocess import RESIZE_MODES, preprocess_batch
 
 ONNX_SUFFIXES = {".onnx"}
@@ -114,7 +114,7 @@ class Detector:
     def _metadata(self) -> dict:
         meta = read_metadata(self.path)
         if meta is not None:
-            return meta
+            return require_runtime_keys(meta, self.path.name)
         b, h, w = self.engine.input_batch, *self.engine.input_hw
         log.warn(f"no metadata for {self.path.name} (no sidecar JSON, no ONNX metadata_props): "
                  f"using the engine's own input size {h}x{w}, stretch resize and numeric class names")

@@ -27,8 +27,8 @@ REQUIRED = {"input": dict, "classes": list}
 def read_metadata(artifact: str | Path) -> dict[str, Any] | None:
     """The sidecar if present, else the ONNX ``metadata_props``; None when neither exists.
 
-    Metadata that cannot be used (not JSON, not an object, a newer schema, a required key missing or of
-    the wrong type) is a :class:`BackendError` naming the file, not a traceback in whatever reads it.
+    Metadata that cannot be read (not JSON, not an object, a newer schema) is a :class:`BackendError` naming
+    the file, not a traceback in whatever reads it; :func:`require_runtime_keys` checks what a Detector needs.
     """
     from edgedet.errors import BackendError
 
@@ -62,10 +62,17 @@ def _validated(text: str, source: Path) -> dict[str, Any]:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise BackendError(f"metadata {source} has schema version {version!r}; this edgedet reads up to "
                            f"{SCHEMA_VERSION}: upgrade edgedet")
+    return meta
+
+
+def require_runtime_keys(meta: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """What a ``Detector`` reads from the metadata, present and well-typed (``build`` needs less)."""
+    from edgedet.errors import BackendError
+
     for key, kind in REQUIRED.items():
         if not isinstance(meta.get(key), kind):
-            raise BackendError(f"metadata {source} lacks {key!r} (or it is not a {kind.__name__}); re-export the model")
+            raise BackendError(f"metadata of {source} lacks {key!r} (or it is not a {kind.__name__}); re-export the model")
     size = meta["input"].get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise BackendError(f"metadata {source}: input.size must be [H, W], not {size!r}")
+        raise BackendError(f"metadata of {source}: input.size must be [H, W], not {size!r}")
     return meta

@@ -111,10 +111,21 @@ def test_dynamic_batch(tiny_checkpoint, synth, tmp_path):
 @pytest.mark.parametrize("model", ["ssdlite320", "ssd300"])
 @pytest.mark.parametrize("flavour", ["onnx", "efficient"])
 def test_every_ssd_zoo_model_exports(model, flavour, tmp_path):
-    # random weights score every class near 1/91: at 0.01 there are boxes to compare (at 0.25 there are none)
-    res = export_model(ExportOptions(model=model, nms=NMSConfig(flavour, score_thresh=0.01), out_dir=str(tmp_path),
+    # Random weights: ssd300 scores some boxes high, so at 0.5 there are few, well-separated boxes to compare
+    # (at 0.01 thousands of near-equal scores make tie-breaking, not the graph, decide); ssdlite320 scores
+    # every class near 1/91, so nothing passes 0.5 and parity is NOT MEASURED. SSDlite's wrapper parity is
+    # measured on the trained fixture above.
+    import torch
+
+    torch.manual_seed(0)
+    res = export_model(ExportOptions(model=model, nms=NMSConfig(flavour, score_thresh=0.5), out_dir=str(tmp_path),
                                      verify=2, max_candidates=3840))
-    assert res.passed and res.parity["fp32"]["boxes_compared"] > 0, res.parity
+    rep = res.parity["fp32"]
+    assert res.passed, rep
+    if model == "ssd300":
+        assert rep["verdict"] == "PASS" and rep["boxes_compared"] > 10, rep
+    else:
+        assert rep["verdict"] == "NOT MEASURED" and rep["boxes_compared"] == 0, rep
     assert res.artifacts["fp32"].stat().st_size > 1e6
     assert all(r["passed"] for r in res.metadata["check"].values()), res.metadata["check"]
     if flavour == "onnx":

@@ -76,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
         from edgedet.checkpoint import load_checkpoint
         from edgedet.train.config import resume_config
 
-        if args.preset or args.model_arg:
+        saved = load_checkpoint(args.resume).get("config")
+        if args.model_arg or (args.preset and args.preset != (saved or {}).get("preset")):
             raise EdgedetError("--resume continues the checkpoint's own recipe and model options: drop --preset and "
                                "--model-arg (or start a new run with --weights)")
-        saved = load_checkpoint(args.resume).get("config")
         cfg = resume_config(saved, source=args.resume, model=args.model, **options)
     else:
         if args.model is None:
