@@ -8,6 +8,8 @@ cast/normalisation and the NMS tail stay in float. The graph given here is the c
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -37,6 +39,27 @@ class _Reader:
         pass
 
 
+class _FromQuantizer(logging.Filter):
+    """Drops the records ONNX Runtime's quantizer logs on the root logger (pre-processing advice)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/onnxruntime/" not in record.pathname.replace("\\", "/")
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """The quantizer prints its calibration progress to stdout and advice to the root logger; edgedet's
+    stdout is for results and the root logger is the application's, so both are kept out without changing
+    any logger's level."""
+    root, quiet = logging.getLogger(), _FromQuantizer()
+    root.addFilter(quiet)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.removeFilter(quiet)
+
+
 def quantize_qdq(model: onnx.ModelProto, batches: Iterable[np.ndarray], *, method: str = "percentile") -> onnx.ModelProto:
     """Calibrate ``model`` on ``batches`` (uint8 NHWC) and return its Q/DQ twin."""
     if method not in METHODS:
@@ -47,21 +70,15 @@ def quantize_qdq(model: onnx.ModelProto, batches: Iterable[np.ndarray], *, metho
         raise EdgedetError("INT8 export needs ONNX Runtime: pip install onnxruntime") from None
     calibrate = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
                  "percentile": CalibrationMethod.Percentile}[method]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs pre-processing advice on the root logger
-    with tempfile.TemporaryDirectory(prefix="edgedet-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgedet-int8-") as tmp, _quiet_quantizer():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
-        try:
-            quantize_static(
-                str(src), str(dst), _Reader(model.graph.input[0].name, batches),
-                quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-            )
-        finally:
-            root.setLevel(level)
+        quantize_static(
+            str(src), str(dst), _Reader(model.graph.input[0].name, batches),
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        )
         return _drop_dangling_qdq(onnx.load(str(dst)))
 
 

@@ -100,3 +100,21 @@ def test_calibration_from_video_and_seeded_subsets(synth):
 def test_cli_int8_needs_calibration_images(tiny_checkpoint, tmp_path):
     proc = run_edgedet("export", "--weights", str(tiny_checkpoint), "--int8", "-o", str(tmp_path))
     assert proc.returncode == 1 and "--calib-images" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_quantizer_is_quiet_and_leaves_the_root_logger_alone(tiny_checkpoint, synth, tmp_path, capfd):
+    """ONNX Runtime's quantizer prints calibration progress to stdout and logs on the root logger; an export
+    prints neither, and the root logger's level is what the application set."""
+    import logging
+
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.INFO)
+    try:
+        export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), int8=True, calib_images=str(synth.images_dir),
+                                   calib_count=8, out_dir=str(tmp_path)))
+        assert root.level == logging.INFO and not root.filters
+    finally:
+        root.setLevel(before)
+    out = capfd.readouterr().out
+    assert "Finding optimal threshold" not in out and "histogram" not in out, out
