@@ -29,15 +29,11 @@ def _images(size: tuple[int, int], resize: str, pad: list[int], n: int) -> np.nd
 
 
 def _agreement(path: Path, images: np.ndarray, score: float) -> tuple[int, float, bool]:
-    from edgedet.export.parity import compare, contract_to_detections
+    from edgedet.export.parity import compare, engine_detections
     from edgedet.runtime import Detector
 
     ort, ov = Detector(path, backend="onnxruntime"), Detector(path, backend="openvino")
-    a, b = [], []
-    for i in range(0, len(images), ort.batch_size):
-        chunk = images[i:i + ort.batch_size]
-        a += contract_to_detections(list(ort.raw(chunk).values()))
-        b += contract_to_detections(list(ov.raw(chunk).values()))
+    a, b = engine_detections(ort, images), engine_detections(ov, images)
     black = int(ov.raw(np.zeros_like(images[:1]))["num_dets"][0, 0]) == 0
     rep = compare(a, b, "fp32", score)
     return rep.reference_boxes, rep.agreement, black

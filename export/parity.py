@@ -123,6 +123,12 @@ def run_in_batches(fn: Callable[[np.ndarray], list[Detections]], images: np.ndar
     return out
 
 
+def engine_detections(detector, images: np.ndarray) -> list[Detections]:
+    """A runtime ``Detector``'s contract outputs on already-resized ``images``, one engine batch at a time."""
+    return run_in_batches(lambda x: contract_to_detections(list(detector.raw(x).values())), images,
+                          detector.batch_size)
+
+
 def parity_check(model, artifacts: dict[str, Path], images: np.ndarray, batch: int, score_thresh: float) -> dict[str, dict]:
     """Eager ``model`` (already configured like the engine) vs every artifact; a report per precision."""
     import torch

@@ -14,6 +14,10 @@ from edgedet.errors import BackendError
 from edgedet.runtime.plugins import EFFICIENT_NMS, PluginGraphRunner
 
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
+#: The contract's outputs: dtype and shape after the batch dimension ("K" is the shared detection count);
+#: every backend checks its engine against this.
+OUTPUT_SPEC = {"num_dets": ("int32", (1,)), "boxes": ("float32", ("K", 4)), "scores": ("float32", ("K",)),
+               "labels": ("int32", ("K",))}
 
 
 def read_contract_model(path: Path):
@@ -42,28 +46,26 @@ def read_contract_model(path: Path):
     return model, inp.name, dims[0], (dims[1], dims[2])
 
 
-#: The contract's outputs: element type and rank ("K" is the detection count they share).
-_OUTPUT_SPEC = {"num_dets": (6, 2), "boxes": (1, 3), "scores": (1, 2), "labels": (6, 2)}  # INT32=6, FLOAT=1
-
-
 def _check_outputs(model, path: Path) -> None:
-    """Types and shapes of the contract outputs: ``num_dets [B,1] int32``, ``boxes [B,K,4]``, ``scores [B,K]``,
-    ``labels [B,K] int32``; a graph with the right names but other shapes would fail later, far from here."""
+    """Types and shapes of the contract outputs (:data:`OUTPUT_SPEC`); a graph with the right names but other
+    shapes would fail later, far from here."""
+    import numpy as np
     import onnx
 
-    shapes = {}
+    k_dims = set()
     for out in model.graph.output:
         t = out.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        elem, rank = _OUTPUT_SPEC[out.name]
-        if t.elem_type != elem or len(dims) != rank:
-            want = f"{onnx.TensorProto.DataType.Name(elem).lower()} of rank {rank}"
+        dtype, tail = OUTPUT_SPEC[out.name]
+        fits = (t.elem_type == onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)) and len(dims) == 1 + len(tail)
+                and all(d is None or w == "K" or d == w for d, w in zip(dims[1:], tail)))
+        if not fits:
+            want = f"{dtype} [B, {', '.join(map(str, tail))}]"
             raise BackendError(f"{path} output {out.name!r} is {onnx.TensorProto.DataType.Name(t.elem_type).lower()} "
                                f"{dims}, not {want} (the engine contract)")
-        shapes[out.name] = dims
-    k = {shapes["boxes"][1], shapes["scores"][1], shapes["labels"][1]}
-    if shapes["num_dets"][1] not in (1, None) or shapes["boxes"][2] not in (4, None) or len(k - {None}) > 1:
-        raise BackendError(f"{path} outputs {shapes}: not num_dets [B,1], boxes [B,K,4], scores [B,K], labels [B,K]")
+        k_dims |= {d for d, w in zip(dims[1:], tail) if w == "K" and d is not None}
+    if len(k_dims) > 1:
+        raise BackendError(f"{path} outputs disagree on the detection count K ({sorted(k_dims)})")
 
 
 class OnnxEngine:

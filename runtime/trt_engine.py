@@ -22,7 +22,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from edgedet.errors import BackendError
-from edgedet.runtime.onnx_engine import OUTPUT_NAMES
+from edgedet.runtime.onnx_engine import OUTPUT_NAMES, OUTPUT_SPEC
 
 _log = logging.getLogger("edgedet.runtime.tensorrt")
 
@@ -33,9 +33,6 @@ CUDA_HINT = "pip install cuda-python (or use the pycuda that JetPack images ship
 _TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
                "UINT8": "uint8", "BOOL": "bool"}
 
-# The contract's outputs: dtype and shape after the batch dimension ("K" is the shared detection count).
-_OUTPUT_SPEC = {"num_dets": ("int32", (1,)), "boxes": ("float32", ("K", 4)), "scores": ("float32", ("K",)),
-                "labels": ("int32", ("K",))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,7 +121,7 @@ def check_contract(tensors: Sequence[TensorInfo], profile: tuple[Sequence[int], 
     k = scores.shape[1]
     layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     for name in OUTPUT_NAMES:
-        t, (want_dtype, want_tail) = outputs[name], _OUTPUT_SPEC[name]
+        t, (want_dtype, want_tail) = outputs[name], OUTPUT_SPEC[name]
         tail = tuple(k if d == "K" else d for d in want_tail)
         batch_ok = t.shape[:1] in ((-1,), (max_batch,)) if dynamic else t.shape[:1] == (max_batch,)
         if t.dtype != want_dtype or not batch_ok or tuple(t.shape[1:]) != tail:

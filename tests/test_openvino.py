@@ -19,7 +19,7 @@ pytest.importorskip("openvino")
 from edgedet.errors import BackendError  # noqa: E402
 from edgedet.export.nms import NMSConfig  # noqa: E402
 from edgedet.export.onnx_export import ExportOptions, export_model  # noqa: E402
-from edgedet.export.parity import compare, contract_to_detections, verify_images  # noqa: E402
+from edgedet.export.parity import compare, engine_detections, verify_images  # noqa: E402
 from edgedet.runtime import Detector  # noqa: E402
 
 #: Minimum share of ONNX Runtime's boxes that OpenVINO reproduces (same label, IoU >= 0.9).
@@ -30,15 +30,7 @@ def runtimes_agree(path, images: np.ndarray, precision: str, score_thresh: float
     """ONNX Runtime vs OpenVINO on already-resized ``images``, one call per engine batch; the report dict."""
     ort, ov = Detector(path, backend="onnxruntime"), Detector(path, backend="openvino")
     assert ov.backend == "openvino" and ort.backend == "onnxruntime"
-    step = ort.batch_size
-    a, b = [], []
-    for start in range(0, len(images), step):
-        chunk = images[start:start + step]
-        if len(chunk) < step:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], step - len(chunk), axis=0)])
-        n = min(step, len(images) - start)
-        a += contract_to_detections(list(ort.raw(chunk).values()))[:n]
-        b += contract_to_detections(list(ov.raw(chunk).values()))[:n]
+    a, b = engine_detections(ort, images), engine_detections(ov, images)
     report = compare(a, b, precision, score_thresh).to_dict()  # the precision's borderline margin
     assert report["reference_boxes"] > 0, "nothing was compared"
     return report

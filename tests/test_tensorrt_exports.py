@@ -16,7 +16,7 @@ import pytest
 from conftest import assert_one_line_error, run_edgedet
 from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
-from edgedet.export.parity import compare, contract_to_detections, verify_images
+from edgedet.export.parity import compare, engine_detections, verify_images
 
 pytestmark = pytest.mark.tensorrt
 
@@ -48,16 +48,7 @@ def val_images(synth):
 def _run(path, images, backend):
     from edgedet.runtime import Detector
 
-    det = Detector(path, backend=backend)
-    out = []
-    step = det.batch_size
-    for start in range(0, len(images), step):
-        chunk = images[start:start + step]
-        n = len(chunk)
-        if n < step and not det.dynamic_batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], step - n, axis=0)])
-        out += contract_to_detections(list(det.raw(np.ascontiguousarray(chunk)).values()))[:n]
-    return out
+    return engine_detections(Detector(path, backend=backend), images)
 
 
 def _plan(onnx_path):
