@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import onnx
 
+from edgedet import log
 from edgedet.errors import EdgedetError
 
 METHODS = ("entropy", "minmax", "percentile")
@@ -30,10 +31,15 @@ class _Reader:
     def __init__(self, input_name: str, batches: Iterable[np.ndarray]) -> None:
         self._it: Iterator[np.ndarray] = iter(batches)
         self.input_name = input_name
+        self.images = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._it, None)
-        return None if batch is None else {self.input_name: batch}
+        if batch is None:
+            return None
+        self.images += len(batch)
+        log.debug(f"calibration: {self.images} images through the FP32 graph")
+        return {self.input_name: batch}
 
     def rewind(self) -> None:  # part of the protocol in recent ONNX Runtime; one pass is enough here
         pass
@@ -51,13 +57,16 @@ def _quiet_quantizer() -> Iterator[None]:
     """The quantizer prints its calibration progress to stdout and advice to the root logger; edgedet's
     stdout is for results and the root logger is the application's, so both are kept out without changing
     any logger's level."""
-    root, quiet = logging.getLogger(), _FromQuantizer()
+    root, quiet, out = logging.getLogger(), _FromQuantizer(), io.StringIO()
     root.addFilter(quiet)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(out):
             yield
     finally:
         root.removeFilter(quiet)
+        for line in out.getvalue().splitlines():  # shown with --verbose
+            if line.strip():
+                log.debug(f"quantizer: {line.strip()}")
 
 
 def quantize_qdq(model: onnx.ModelProto, batches: Iterable[np.ndarray], *, method: str = "percentile") -> onnx.ModelProto:

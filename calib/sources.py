@@ -11,9 +11,9 @@ from typing import Iterator
 import numpy as np
 
 from edgedet import log
+from edgedet.data.imageio import IMAGE_SUFFIXES
 from edgedet.errors import DataError, ImageReadError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm"}
 MIN_RECOMMENDED = 32  # fewer images give unstable activation ranges
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     import torch
 
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a directory, not a checkpoint file")
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p} is empty (0 bytes), not a checkpoint")
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign pickle's protocol: the error says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt/foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot load checkpoint {p}: {first}") from None
+        raise CheckpointError(f"cannot load checkpoint {p}: {_load_failure(e)}") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         if obj.get("version", 0) > VERSION:
             raise CheckpointError(f"{p} was written by a newer edgedet (checkpoint version {obj['version']})")
@@ -49,6 +56,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     ):
         return {"format": FORMAT, "version": VERSION, "model": None, "state_dict": obj}
     raise CheckpointError(f"{p} is neither an edgedet checkpoint nor a state_dict")
+
+
+def _load_failure(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in edgedet's words. torch's own message for a
+    pickle that would run code advises ``weights_only=False``, which is exactly what must not be done."""
+    text = str(e).strip()
+    if "Weights only load failed" in text:
+        what = re.search(r"GLOBAL (\S+)", text)
+        if what:
+            return (f"not a safe checkpoint: it asks to load {what.group(1)}, not only tensors; edgedet loads "
+                    "weights only and never runs code from a file")
+        return "not a PyTorch checkpoint of tensors (a corrupt file, or a pickle of something else)"
+    if "invalid load key" in text or isinstance(e, (EOFError,)) or "pop from empty list" in text \
+            or re.fullmatch(r"\d+", text or "x"):
+        return "not a PyTorch file (truncated, corrupt or another format)"
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def file_sha256(path: str | os.PathLike) -> str:

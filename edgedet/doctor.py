@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
@@ -93,15 +92,12 @@ def _opencv() -> dict[str, Any]:
         import cv2
     except Exception as e:  # noqa: BLE001
         return {"opencv": f"not installed ({type(e).__name__})"}
-    info = cv2.getBuildInformation()
+    from edgedet.runtime.video import opencv_build_field, opencv_gui_backend
 
-    def field(name: str) -> str:
-        m = re.search(rf"^\s*{name}:\s*(.+)$", info, re.MULTILINE)
-        return m.group(1).strip() if m else "unknown"
-
-    gui = field("GUI")
-    return {"opencv": cv2.__version__, "OpenCV GUI": "none (headless)" if gui in ("NONE", "unknown") else gui,
-            "OpenCV GStreamer": field("GStreamer")}
+    gui = opencv_gui_backend()
+    return {"opencv": cv2.__version__,
+            "OpenCV GUI": gui or "none (headless: `edgedet run` cannot open a window; pip install opencv-python)",
+            "OpenCV GStreamer": opencv_build_field("GStreamer") or "unknown"}
 
 
 def _cameras() -> dict[str, Any]:

@@ -157,10 +157,11 @@ def evaluate_predictor(
     batch_size: int = 1,
     progress: bool = True,
     desc: str = "eval",
+    warmup: int = 0,
 ) -> tuple[EvalResult, list[dict]]:
     """Predict every image of ``dataset`` and score it; returns the result and the COCO results list."""
     category_mapping(model_classes, dataset)  # a class mismatch fails before any prediction
-    dets, ms = predict_dataset(predictor, dataset, batch_size=batch_size, progress=progress, desc=desc)
+    dets, ms = predict_dataset(predictor, dataset, batch_size=batch_size, progress=progress, desc=desc, warmup=warmup)
     return evaluate_detections(dets, dataset, model_classes, ms)
 
 

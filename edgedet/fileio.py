@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -55,6 +56,29 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = T
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, overwrite: bool = True) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n", overwrite=overwrite)
+
+
+def require_writable(path: str | os.PathLike, *, folder: bool = False, need_bytes: int = 16 * 2**20) -> Path:
+    """Fail in one line *before* long work when ``path`` (a file, or with ``folder=True`` a folder) cannot be
+    written: a directory where a file goes, a read-only or missing-permission ancestor, or less than
+    ``need_bytes`` free on its filesystem. Nothing is created."""
+    target = Path(path)
+    if not folder and target.is_dir():
+        raise EdgedetError(f"{target} is a directory; give a file path")
+    if folder and target.exists() and not target.is_dir():
+        raise EdgedetError(f"{target} is a file; give a folder")
+    existing = target if folder and target.is_dir() else target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EdgedetError(f"cannot create {target}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EdgedetError(f"cannot write {target}: {existing} is not writable")
+    free = shutil.disk_usage(existing).free
+    if free < need_bytes:
+        raise EdgedetError(f"cannot write {target}: {free / 2**20:.1f} MiB free on its disk, "
+                           f"{need_bytes / 2**20:.0f} MiB needed")
+    return target
 
 
 def next_run_dir(base: str | os.PathLike) -> Path:

@@ -14,7 +14,7 @@ Precision, by TensorRT version (:func:`tensorrt_features`, :func:`resolve_precis
   ``.int8.onnx`` carries INT8. ``--fp16`` on an FP32 graph is an error that says so.
 - TensorRT 10 builds a weakly typed network and uses ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; INT8 on a
   graph without Q/DQ nodes is calibrated with ``IInt8EntropyCalibrator2`` (or ``IInt8MinMaxCalibrator``,
-  ``--calibrator minmax``) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, uploaded as float32 (the
+  ``--calib-method minmax``) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, uploaded as float32 (the
   calibrator contract for non-index inputs, as Polygraphy and trtexec feed it), and the calibration cache
   (:mod:`edgedet.calib.trt_cache`, TensorRT's own format) is checked against this TensorRT version,
   algorithm and network before it is used, so a rebuild skips calibration but never uses a foreign cache.
@@ -225,9 +225,9 @@ class BuildOptions:
     int8: bool = False
     calib_images: str | Path | None = None
     calib_cache: str | Path | None = None  # default: <onnx stem>.calib beside the ONNX
-    calibrator: str = "entropy"
+    calib_method: str = "entropy"
     calib_batch: int = 8
-    calib_max_images: int = 512
+    calib_count: int = 256
     workspace_gb: float | None = None
     min_batch: int | None = None
     opt_batch: int | None = None
@@ -272,19 +272,20 @@ def prepare(opts: BuildOptions) -> Prepared:
         raise EdgedetError(f"{src.name} is not an .onnx file; edgedet build takes an ONNX export")
     plan = opts.plan_path
     if plan.resolve() == src.resolve():
-        raise EdgedetError(f"the plan would overwrite its ONNX file {src}; pass -o MODEL.plan")
+        raise EdgedetError(f"the plan would overwrite its ONNX file {src}; pass -o DIR")
     if plan.exists() and not opts.force:
         raise EdgedetError(f"{plan} exists; pass --force to overwrite it")
-    if opts.calibrator not in CALIBRATORS:
-        raise EdgedetError(f"--calibrator must be one of {', '.join(CALIBRATORS)}, not {opts.calibrator!r}")
+    if opts.calib_method not in CALIBRATORS:
+        raise EdgedetError(f"--calib-method: TensorRT's calibrators are {', '.join(CALIBRATORS)}, not "
+                           f"{opts.calib_method!r} (percentile is for the Q/DQ export: edgedet export --int8)")
     if opts.workspace_gb is not None and not opts.workspace_gb > 0:
         raise EdgedetError(f"--workspace must be a positive number of GB, not {opts.workspace_gb}")
     if opts.dla is not None and opts.dla < 0:
         raise EdgedetError(f"--dla takes a DLA core number (0 or 1), not {opts.dla}")
-    if opts.calib_batch < 1 or opts.calib_max_images < 1:
-        raise EdgedetError("--calib-batch and --calib-max-images must be at least 1")
-    if opts.calib_images is not None and not Path(opts.calib_images).is_dir():
-        raise EdgedetError(f"--calib-images: not a folder: {opts.calib_images}")
+    if opts.calib_batch < 1 or opts.calib_count < 1:
+        raise EdgedetError("--calib-batch and --calib-count must be at least 1")
+    if opts.calib_images is not None and not Path(opts.calib_images).exists():
+        raise EdgedetError(f"--calib-images: not found: {opts.calib_images} (an image folder, a COCO JSON or a video)")
     try:
         model = onnx.load(str(src), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
@@ -305,7 +306,7 @@ def prepare(opts: BuildOptions) -> Prepared:
     graph = graph_precision(model)
     if opts.int8 and graph != "int8" and opts.calib_images is None and opts.calib_batches is None \
             and not opts.cache_path.is_file():
-        raise EdgedetError(f"--int8 on a graph without Q/DQ nodes needs calibration images: pass --calib-images DIR "
+        raise EdgedetError(f"--int8 on a graph without Q/DQ nodes needs calibration images: pass --calib-images SRC "
                            f"(or a calibration cache {opts.cache_path}), or export a Q/DQ ONNX with `edgedet export --int8`")
     if opts.fp16 and graph == "int8":
         _log.info("%s is a Q/DQ graph; --fp16 lets its unquantized layers run in FP16", src.name)
@@ -446,7 +447,7 @@ def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], bat
             cuda.memcpy_htod_async(self.device_ptr, self.host, self.stream)
             cuda.stream_sync(self.stream)
             self.count += batch_size
-            _log.info("calibration: %d images", self.count)
+            _log.debug("calibration: %d images", self.count)
             return [self.device_ptr]
 
         def read_calibration_cache(self) -> bytes | None:
@@ -632,7 +633,7 @@ def build_engine(opts: BuildOptions) -> BuildResult:
 
             cache = opts.cache_path
             if cache.is_file():
-                check_cache(cache, expected_algorithm=opts.calibrator, trt_version=trt.__version__,
+                check_cache(cache, expected_algorithm=opts.calib_method, trt_version=trt.__version__,
                             tensor_names=network_tensor_names(network))
                 _log.info("using calibration cache %s (no images needed)", cache)
                 batches: Iterable[np.ndarray] = iter(())
@@ -641,14 +642,14 @@ def build_engine(opts: BuildOptions) -> BuildResult:
             elif opts.calib_images is not None:
                 batches = None  # set below, once the batch size is known
             else:
-                raise EdgedetError("--int8 needs --calib-images DIR (or a calibration cache)")
+                raise EdgedetError("--int8 needs --calib-images SRC (or a calibration cache)")
             lo, _opt, hi = profile
             fixed = lo[0] == hi[0] and _dim(next(iter(network.get_input(0).shape))) > 0
             calib_batch = lo[0] if fixed else max(lo[0], min(opts.calib_batch, hi[0]))
             if batches is None:
                 batches = folder_batches(opts.calib_images, prep.metadata, tuple(lo[1:3]), calib_batch,
-                                         opts.calib_max_images)
-            calibrator = make_calibrator(trt, opts.calibrator, batches, calib_batch, lo, cache, cuda)
+                                         opts.calib_count)
+            calibrator = make_calibrator(trt, opts.calib_method, batches, calib_batch, lo, cache, cuda)
             calibrated = not cache.is_file()
         data = create_engine(trt, builder, network, plan, profile, workspace_gb=opts.workspace_gb, dla=opts.dla,
                              timing_cache=opts.timing_cache, calibrator=calibrator, calib_batch=calib_batch)

@@ -30,13 +30,30 @@ BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 ImageOrBatch = Union[np.ndarray, Sequence[np.ndarray]]
 
 
-def default_providers() -> list[str]:
-    """TensorRT EP → CUDA EP → CPU EP, by what this ONNX Runtime build offers."""
+def default_providers(cuda_device: int = 0) -> list:
+    """TensorRT EP → CUDA EP → CPU EP, by what this ONNX Runtime build offers; GPU providers on ``cuda_device``."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in order if p in available] or ["CPUExecutionProvider"]
+    chosen = [p for p in order if p in available] or ["CPUExecutionProvider"]
+    if cuda_device == 0:
+        return chosen
+    return [(p, {"device_id": cuda_device}) if p != "CPUExecutionProvider" else p for p in chosen]
+
+
+def parse_device(device: int | str | None) -> tuple[str | None, int]:
+    """``(kind, CUDA ordinal)`` of a Detector ``device``: kind ``cpu``, ``cuda`` or None (the backend's default)."""
+    if device is None:
+        return None, 0
+    if isinstance(device, int) and not isinstance(device, bool):
+        return "cuda", device
+    text = str(device).strip().lower()
+    if text in ("cpu", "cuda"):
+        return text, 0
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return "cuda", int(text[5:])
+    raise BackendError(f"device must be cpu, cuda, cuda:N or a CUDA ordinal, not {device!r}")
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -68,9 +85,12 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 class Detector:
     """Loads an engine with its metadata and turns RGB images into :class:`Detections`."""
 
-    def __init__(self, path: str | Path, backend: str = "auto", device: int = 0,
+    def __init__(self, path: str | Path, backend: str = "auto", device: int | str | None = None,
                  providers: list[str] | None = None, threads: int | None = None) -> None:
+        """``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a CUDA ordinal; None is the backend's default
+        (TensorRT and ONNX Runtime's CUDA providers on GPU 0, OpenVINO on the CPU)."""
         path = Path(path)
+        kind, index = parse_device(device)
         if backend not in BACKENDS:
             raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         suffix = path.suffix.lower()
@@ -80,21 +100,27 @@ class Detector:
             raise BackendError(f"engine not found: {path}")
         use_trt = backend == "tensorrt" or (backend == "auto" and suffix in TRT_SUFFIXES)
         if use_trt and suffix in ONNX_SUFFIXES:
-            raise BackendError(f"{path.name} is an ONNX file; build a TensorRT plan first with `edgedet build {path}`")
+            raise BackendError(f"{path.name} is an ONNX file; build a TensorRT plan first with `edgedet build --engine {path}`")
         if backend in ("onnxruntime", "openvino") and suffix in TRT_SUFFIXES:
             raise BackendError(f"{path.name} is a TensorRT plan; {backend} runs .onnx files")
         if use_trt:
             from edgedet.runtime.trt_engine import TrtEngine
 
-            self.engine = TrtEngine(path, device=device)
+            if kind == "cpu":
+                raise BackendError(f"{path.name} is a TensorRT plan, which runs on a CUDA GPU, not on the CPU")
+            self.engine = TrtEngine(path, device=index)
         elif backend == "openvino":
             from edgedet.runtime.openvino_engine import OpenVinoEngine
 
+            if kind == "cuda":
+                raise BackendError("the openvino backend runs on the CPU here; use --device cpu or another backend")
             self.engine = OpenVinoEngine(path, threads=threads)
         else:
             from edgedet.runtime.onnx_engine import OnnxEngine
 
-            self.engine = OnnxEngine(path, providers=providers or default_providers(), threads=threads)
+            if providers is None:
+                providers = ["CPUExecutionProvider"] if kind == "cpu" else default_providers(index)
+            self.engine = OnnxEngine(path, providers=providers, threads=threads)
         self.path = path
         self.backend = "tensorrt" if use_trt else ("openvino" if backend == "openvino" else "onnxruntime")
         self.metadata = self._metadata()

@@ -28,13 +28,26 @@ class RunStats:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
+def _quiet_qt_fonts() -> None:
+    """opencv-python's Qt looks for fonts in its own wheel, finds none and warns on every start; point it at
+    the system's fonts where the user has not chosen any."""
+    import os
+
+    for folder in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
+        if os.path.isdir(folder):
+            os.environ.setdefault("QT_QPA_FONTDIR", folder)
+            return
+
+
 def run_video(detector: Detector, source: str, *, save: str | None = None, headless: bool = False,
               conf: float = 0.4, max_frames: int | None = None, classes: set[int] | None = None,
               overwrite: bool = False) -> RunStats:
     reader = FrameReader(parse_source(source))
     show = not headless and gui_available()
     if not headless and not show:
-        log.note("no display or OpenCV GUI support: running headless")
+        log.note("no display or OpenCV GUI support: running headless (`edgedet doctor` shows which)")
+    if show:
+        _quiet_qt_fonts()
     sink = None
     frames = dets_total = 0
     model_s = 0.0
@@ -49,7 +62,7 @@ def run_video(detector: Detector, source: str, *, save: str | None = None, headl
             frames += 1
             dets_total += len(det)
             if show or save:
-                canvas = draw_detections(frame, det, detector.class_names or [str(i) for i in range(1000)])
+                canvas = draw_detections(frame, det, detector.class_names)
                 elapsed = time.perf_counter() - start
                 fps = frames / elapsed if elapsed else 0.0
                 cv2.putText(canvas, f"{fps:.1f} FPS", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2, cv2.LINE_AA)
@@ -60,8 +73,9 @@ def run_video(detector: Detector, source: str, *, save: str | None = None, headl
                     sink.write(canvas)
                 if show:
                     cv2.imshow(WINDOW, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-                    if cv2.waitKey(1) & 0xFF == ord("q"):
-                        stopped_by = "user"
+                    key = cv2.waitKey(1) & 0xFF
+                    if key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                        stopped_by = "user"  # q, Esc, or the window closed
                         break
             if max_frames and frames >= max_frames:
                 stopped_by = "max-frames"

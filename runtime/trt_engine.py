@@ -377,7 +377,7 @@ class TrtEngine:
         if not path.is_file():
             raise BackendError(f"engine not found: {path}")
         if path.suffix.lower() == ".onnx":
-            raise BackendError(f"{path.name} is an ONNX file; build a TensorRT plan first with `edgedet build {path}`")
+            raise BackendError(f"{path.name} is an ONNX file; build a TensorRT plan first with `edgedet build --engine {path}`")
         trt = _import_tensorrt()
         self.tensorrt_version: str = trt.__version__
         logger = _trt_logger(trt)

@@ -59,7 +59,7 @@ def open_capture(source: Source) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(source.target, source.api)
     if not cap.isOpened():
         hint = ""
-        if source.api == cv2.CAP_GSTREAMER and "GStreamer:                   NO" in cv2.getBuildInformation():
+        if source.api == cv2.CAP_GSTREAMER and not opencv_has_gstreamer():
             hint = " (this OpenCV has no GStreamer support; `edgedet doctor` shows it)"
         raise DataError(f"cannot open video source {source.label}{hint}")
     return cap
@@ -140,12 +140,24 @@ class VideoSink:
         self._ctx.__exit__(None, None, None)
 
 
+def opencv_build_field(name: str) -> str | None:
+    """One field of ``cv2.getBuildInformation()`` (``GUI``, ``GStreamer`` …), whatever its padding; None if absent."""
+    m = re.search(rf"^\s*{re.escape(name)}:\s*(.+?)\s*$", cv2.getBuildInformation(), re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def opencv_gui_backend() -> str | None:
+    """The GUI backend this OpenCV was built with (``QT5``, ``GTK3`` …), or None for a headless build."""
+    gui = opencv_build_field("GUI")
+    return None if gui is None or gui.upper() == "NONE" else gui
+
+
+def opencv_has_gstreamer() -> bool:
+    return (opencv_build_field("GStreamer") or "NO").upper().startswith("YES")
+
+
 def gui_available() -> bool:
     """OpenCV built with a GUI backend and a display to show it on."""
     import os
 
-    info = cv2.getBuildInformation()
-    m = re.search(r"^\s*GUI:\s*(\S+)", info, re.MULTILINE)
-    if not m or m.group(1).upper() == "NONE":
-        return False
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return opencv_gui_backend() is not None and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

@@ -36,7 +36,7 @@ def _copy(export_dir, tmp_path, name="m"):
 
 
 def _predict(engine, synth):
-    return run_edgedet("predict", "--engine", str(engine), "--source", str(synth.images_dir / "val_00320.jpg"))
+    return run_edgedet("predict", "--engine", str(engine), "--images", str(synth.images_dir / "val_00320.jpg"))
 
 
 def test_11_zero_byte_onnx(tmp_path, synth):
@@ -101,13 +101,13 @@ def test_24_eval_where_no_image_can_be_read(synth, tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["predict", "--engine", "m.onnx", "--source", "x.jpg", "--conf", "1.5"], "--conf: must be in [0, 1]"),
-    (["run", "--engine", "m.onnx", "--video", "cam0", "--conf", "-1"], "--conf: must be in [0, 1]"),
+    (["predict", "--engine", "m.onnx", "--images", "x.jpg", "--score-thresh", "1.5"], "--score-thresh: must be in [0, 1]"),
+    (["run", "--engine", "m.onnx", "--video", "cam0", "--score-thresh", "-1"], "--score-thresh: must be in [0, 1]"),
     (["eval", "--weights", "none", "--model", "ssdlite_tiny", "--data", "d.json", "--batch", "0"], "--batch: must be at least 1"),
     (["bench", "--engine", "m.onnx", "--batch", "0"], "--batch: must be at least 1"),
     (["train", "--model", "ssdlite_tiny", "--data", "d.json", "--workers", "-2"], "--workers: must be 0 or more"),
     (["export", "--model", "ssdlite_tiny", "--weights", "none", "--max-candidates", "5000"], "--max-candidates must be in 1..3840"),
-    (["export", "--model", "ssdlite_tiny", "--weights", "none", "--max-candidates", "0"], "--max-candidates must be in 1..3840"),
+    (["export", "--model", "ssdlite_tiny", "--weights", "none", "--max-candidates", "0"], "--max-candidates: must be at least 1, not 0"),
 ])
 def test_33_to_35_out_of_range_options(args, fragment):
     assert_one_line_error(run_edgedet(*args), fragment)
@@ -115,8 +115,8 @@ def test_33_to_35_out_of_range_options(args, fragment):
 
 def test_40_output_path_that_is_a_directory(export_dir, synth, tmp_path):
     (tmp_path / "out.json").mkdir()
-    proc = run_edgedet("predict", "--engine", str(export_dir / "ssdlite_tiny.onnx"), "--source",
-                       str(synth.images_dir / "val_00320.jpg"), "--save-json", str(tmp_path / "out.json"), "--force")
+    proc = run_edgedet("predict", "--engine", str(export_dir / "ssdlite_tiny.onnx"), "--images",
+                       str(synth.images_dir / "val_00320.jpg"), "--json", str(tmp_path / "out.json"), "--force")
     assert_one_line_error(proc, "out.json is a directory")
     assert (tmp_path / "out.json").is_dir() and not list((tmp_path / "out.json").iterdir())
 
@@ -152,3 +152,139 @@ def test_files_get_the_mode_a_plain_open_gives(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_03_directory_as_weights(tmp_path, synth):
+    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", str(tmp_path), "--images",
+                       str(synth.images_dir / "val_00320.jpg"))
+    assert_one_line_error(proc, "is a directory", "best.pt")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "is empty (0 bytes)"),
+    (b"hello", "not a PyTorch file"),
+])
+def test_49_files_that_are_not_checkpoints(tmp_path, synth, content, fragment):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    assert_one_line_error(run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", str(bad), "--images",
+                                      str(synth.images_dir / "val_00320.jpg")), fragment)
+
+
+def test_48_a_pickle_that_would_run_code_is_named_unsafe(tmp_path, synth):
+    import os
+
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "PWNED"),))
+
+    torch.save({"model": Evil()}, tmp_path / "evil.pt")
+    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", str(tmp_path / "evil.pt"), "--images",
+                       str(synth.images_dir / "val_00320.jpg"))
+    assert_one_line_error(proc, "not a safe checkpoint", "system", "never runs code")
+    assert "weights_only=False" not in proc.stderr and not (tmp_path / "PWNED").exists()
+
+
+def test_36_unknown_model_arg_is_refused_with_the_closest_option(synth, tmp_path):
+    proc = run_edgedet("train", "--model", "ssdlite_tiny", "--data", str(synth.train_json), "--images",
+                       str(synth.images_dir), "--epochs", "1", "--model-arg", "score_tresh=0.1", "--out",
+                       str(tmp_path / "run"))
+    assert_one_line_error(proc, "has no option 'score_tresh'", "did you mean 'score_thresh'?")
+    assert not (tmp_path / "run").exists(), "refused before a run folder or checkpoint is written"
+
+
+def test_07_decompression_bomb_warning_is_one_edgedet_line(tmp_path, capsys):
+    from PIL import Image
+
+    from edgedet.data.imageio import read_image
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(path)
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 64 * 64 - 1  # over the limit but under twice it: a warning, not an error
+    try:
+        with _no_python_warnings():
+            assert read_image(path).shape == (64, 64, 3)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgedet: warning:") and "big.png" in err[0], err
+
+
+def _no_python_warnings():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def guard():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        assert not caught, [str(w.message) for w in caught]
+
+    return guard()
+
+
+def test_40_verify_refuses_an_unusable_json_path_before_evaluating(export_dir, tmp_path):
+    (tmp_path / "report.json").mkdir()
+    proc = run_edgedet("verify", "--engine", str(export_dir / "ssdlite_tiny.onnx"), "--weights", "none",
+                       "--data", str(tmp_path / "not-read-yet.json"), "--json", str(tmp_path / "report.json"))
+    assert_one_line_error(proc, "report.json is a directory")  # not the missing --data: checked first
+
+
+def test_39_full_disk_is_found_before_long_work(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from edgedet.errors import EdgedetError
+    from edgedet.fileio import require_writable
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(2**30, 2**30 - 2**20, 2**20))
+    with pytest.raises(EdgedetError, match="1.0 MiB free"):
+        require_writable(tmp_path / "out.json")
+    (tmp_path / "plain").write_text("x")
+    monkeypatch.undo()
+    with pytest.raises(EdgedetError, match="is a file"):
+        require_writable(tmp_path / "plain" / "out.json")
+    assert require_writable(tmp_path / "new" / "out.json") == tmp_path / "new" / "out.json"
+    assert not (tmp_path / "new").exists(), "the check creates nothing"
+
+
+def test_predict_on_a_coco_dataset_uses_its_image_ids(tiny_checkpoint, synth, tmp_path):
+    import json
+
+    out = tmp_path / "preds.json"
+    proc = run_edgedet("predict", "--weights", str(tiny_checkpoint), "--data", str(synth.val_json),
+                       "--images", str(synth.images_dir), "--max-images", "5", "--score-thresh", "0.3", "--json",
+                       str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    want = [im["id"] for im in json.loads(synth.val_json.read_text())["images"][:5]]
+    assert results and {r["image_id"] for r in results} <= set(want)
+    assert set(want) != set(range(1, 6)), "the fixture's ids differ from 1..N, so this can tell them apart"
+
+
+def test_predict_bad_images_fail(export_dir, synth, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(synth.images_dir / "val_00320.jpg", folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"not a jpeg")
+    args = ["predict", "--engine", str(export_dir / "ssdlite_tiny.onnx"), "--images", str(folder)]
+    skipped = run_edgedet(*args)
+    assert skipped.returncode == 0 and "b.jpg" in skipped.stderr
+    assert_one_line_error(run_edgedet(*args, "--bad-images", "fail"), "b.jpg")
+
+
+def test_detector_device_spelling(export_dir, tmp_path):
+    from edgedet.runtime import Detector
+
+    assert Detector(export_dir / "ssdlite_tiny.onnx", device="cpu").engine is not None
+    with pytest.raises(BackendError, match="cpu, cuda, cuda:N"):
+        Detector(export_dir / "ssdlite_tiny.onnx", device="gpu0")
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"x")
+    with pytest.raises(BackendError, match="runs on a CUDA GPU"):
+        Detector(plan, device="cpu")

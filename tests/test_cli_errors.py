@@ -40,19 +40,19 @@ def test_missing_checkpoint(synth, tmp_path):
 
 
 def test_corrupt_checkpoint(bad_files, synth):
-    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", str(bad_files / "corrupt.pt"), "--source", str(synth.images_dir))
+    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", str(bad_files / "corrupt.pt"), "--images", str(synth.images_dir))
     assert_one_line_error(proc, "corrupt.pt")
 
 
 def test_offline_weights_download_names_the_way_out(synth, tmp_path):
     """An empty torch hub cache (not the machine's, which may hold the weights) and no network."""
-    proc = run_edgedet("predict", "--model", "ssdlite320", "--weights", "default", "--source", str(synth.images_dir),
+    proc = run_edgedet("predict", "--model", "ssdlite320", "--weights", "default", "--images", str(synth.images_dir),
                        env={"TORCH_HOME": str(tmp_path / "torch_home")})
     assert_one_line_error(proc, "--weights FILE", "--weights none")
 
 
 def test_predict_missing_source(tmp_path):
-    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", "none", "--source", str(tmp_path / "nothing"))
+    proc = run_edgedet("predict", "--model", "ssdlite_tiny", "--weights", "none", "--images", str(tmp_path / "nothing"))
     assert_one_line_error(proc, "source not found")
 
 
@@ -62,7 +62,7 @@ def test_unknown_preset(synth):
 
 
 def test_synth_bad_count(tmp_path):
-    assert_one_line_error(run_edgedet("synth", "--out", str(tmp_path / "s"), "--images", "1"), "at least 2")
+    assert_one_line_error(run_edgedet("synth", "--out", str(tmp_path / "s"), "--count", "1"), "at least 2")
 
 
 def test_doctor_json():
@@ -91,9 +91,9 @@ def test_export_proposal_count_is_faster_rcnn_only(tmp_path):
     (["bench", "--engine", "m.onnx", "--backend", "onnxrt"], ["did you mean 'onnxruntime'?"]),
     (["export", "--model", "ssdlite_tiny"], ["required: --weights"]),
     (["export", "--weights", "none", "--scor-thresh", "0.3"], ["unrecognized arguments: --scor-thresh", "did you mean --score-thresh?"]),
-    (["check", "m.onnx", "--target", "trt12"], ["did you mean 'trt11'?"]),
-    (["build"], ["required: MODEL.onnx"]),
-    (["export", "--weights", "none", "--batch", "two"], ["invalid int value: 'two'"]),
+    (["check", "--engine", "m.onnx", "--target", "trt12"], ["did you mean 'trt11'?"]),
+    (["build"], ["--engine FILE is required"]),
+    (["export", "--weights", "none", "--batch", "two"], ["--batch: expected an integer, not 'two'"]),
 ])
 def test_argument_errors_are_one_line_exit_1_with_a_suggestion(args, fragments):
     """argparse's own errors (exit 2 and a usage block before) follow the CLI's convention too."""

@@ -228,7 +228,7 @@ def test_export_refuses_a_failing_graph_and_writes_nothing(tmp_path, monkeypatch
 
 
 def test_cli_check_pass_fail_and_json(exports, tmp_path):
-    ok = run_edgedet("check", str(exports["onnx-int8"]), "--json", str(tmp_path / "r.json"))
+    ok = run_edgedet("check", "--engine", str(exports["onnx-int8"]), "--json", str(tmp_path / "r.json"))
     assert ok.returncode == 0, ok.stderr
     assert "PASS" in ok.stderr and "trt10.3, trt10, trt11" in ok.stderr
     reports = json.loads((tmp_path / "r.json").read_text())["reports"]
@@ -241,11 +241,11 @@ def test_cli_check_pass_fail_and_json(exports, tmp_path):
                                                 perm=[0, 3, 1, 2]))
     bad = tmp_path / "bad.onnx"
     onnx.save(model, str(bad))
-    r = run_edgedet("check", str(bad), "--target", "trt11")
+    r = run_edgedet("check", "--engine", str(bad), "--target", "trt11")
     assert r.returncode == 1 and "FAIL" in r.stderr and "/permute_first" in r.stdout
-    assert_one_line_error(run_edgedet("check", str(tmp_path / "missing.onnx")), "not found")
+    assert_one_line_error(run_edgedet("check", "--engine", str(tmp_path / "missing.onnx")), "not found")
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
-    assert_one_line_error(run_edgedet("check", str(tmp_path / "junk.onnx")), "junk.onnx")
+    assert_one_line_error(run_edgedet("check", "--engine", str(tmp_path / "junk.onnx")), "junk.onnx")
 
 
 def test_build_refuses_cpu_artifacts_before_tensorrt(exports, tmp_path):

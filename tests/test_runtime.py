@@ -107,7 +107,7 @@ def test_missing_metadata_falls_back_to_the_engine(engine, tmp_path, capsys):
 
 def test_run_cli_on_video(engine, synth, tmp_path):
     out = tmp_path / "out.mp4"
-    proc = run_edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless", "--conf", "0.3")
+    proc = run_edgedet("run", "--engine", str(engine), "--video", str(synth.video), "--save", str(out), "--headless", "--score-thresh", "0.3")
     assert proc.returncode == 0, proc.stderr
     assert "120 frames" in proc.stderr and "stopped: end" in proc.stderr
     cap = cv2.VideoCapture(str(out))
@@ -155,8 +155,8 @@ def test_bench_cli_json(engine):
 def test_predict_engine_matches_reference_output_format(engine, tiny_checkpoint, synth, tmp_path):
     a, b = tmp_path / "engine.json", tmp_path / "torch.json"
     src = str(synth.images_dir / "val_0032*.jpg")
-    assert run_edgedet("predict", "--engine", str(engine), "--source", src, "--save-json", str(a)).returncode == 0
-    assert run_edgedet("predict", "--weights", str(tiny_checkpoint), "--source", src, "--save-json", str(b)).returncode == 0
+    assert run_edgedet("predict", "--engine", str(engine), "--images", src, "--json", str(a)).returncode == 0
+    assert run_edgedet("predict", "--weights", str(tiny_checkpoint), "--images", src, "--json", str(b)).returncode == 0
     ea, eb = json.loads(a.read_text()), json.loads(b.read_text())
     assert ea and set(ea[0]) == set(eb[0])  # the same keys in every result
     assert {e["file_name"] for e in ea} <= {e["file_name"] for e in eb}  # no image detected by the engine alone
@@ -184,8 +184,8 @@ def test_ten_thousand_frames_headless_with_bounded_memory(engine, tmp_path):
 
 def test_no_progress_bars_when_stderr_is_not_a_terminal(engine, synth, tmp_path):
     """Logs and CI output get the result lines, not carriage-return progress bars."""
-    proc = run_edgedet("predict", "--engine", str(engine), "--source", str(synth.images_dir / "val_0032*.jpg"),
-                       "--save-json", str(tmp_path / "p.json"))
+    proc = run_edgedet("predict", "--engine", str(engine), "--images", str(synth.images_dir / "val_0032*.jpg"),
+                       "--json", str(tmp_path / "p.json"))
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr and "it/s" not in proc.stderr and "img/s" not in proc.stderr, proc.stderr
     assert "predict: 10 images" in proc.stderr

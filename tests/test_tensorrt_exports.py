@@ -74,7 +74,7 @@ def test_exports_build_and_agree_with_onnxruntime(exports, val_images, flavour, 
 
     src = exports[(flavour, precision)]
     flag = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[precision]
-    r = run_edgedet("build", str(src), *flag)
+    r = run_edgedet("build", "--engine", str(src), *flag)
     assert r.returncode == 0, r.stderr
     if flavour == "efficient" and tensorrt_features(trt.__version__).efficient_nms_deprecated:
         assert "deprecated since TensorRT 10.12" in r.stderr
@@ -91,12 +91,13 @@ def test_fp32_graph_with_fp16_flag_keeps_the_nms_tail_fp32(exports, val_images, 
     from edgedet.export.trt_builder import tensorrt_features
 
     src = exports[("onnx", "fp32")]
-    r = run_edgedet("build", str(src), "--fp16", "-o", str(src.with_name("weak.plan")), "--force")
+    weak = src.parent / "weak"  # -o is the output folder: weak/<stem>.plan
+    r = run_edgedet("build", "--engine", str(src), "--fp16", "-o", str(weak), "--force")
     if tensorrt_features(trt.__version__).strongly_typed_only:
         assert r.returncode == 1 and "export --fp16" in r.stderr
         return
     assert r.returncode == 0, r.stderr
-    _agree(src, src.with_name("weak.plan"), val_images, "fp16")
+    _agree(src, weak / src.with_suffix(".plan").name, val_images, "fp16")
 
 
 def test_tensorrt10_int8_calibration_of_a_real_export(exports, synth, val_images, need_cuda_binding):
@@ -112,7 +113,7 @@ def test_tensorrt10_int8_calibration_of_a_real_export(exports, synth, val_images
     src = exports[("dynamic", "fp32")]
     out = src.with_name("calibrated.plan")
     res = build_engine(BuildOptions(src, out=out, int8=True, calib_images=str(synth.images_dir), calib_batch=4,
-                                    calib_max_images=64, force=True))
+                                    calib_count=64, force=True))
     assert res.calibrated and res.precision == "int8"
     header, scales = read_cache(src.with_suffix(".calib"))
     assert str(header) == f"TRT-{version_tag(trt.__version__)}-EntropyCalibration2" and len(scales) > 50
@@ -128,14 +129,14 @@ def test_dynamic_batch_plan_runs_every_batch_size(exports, val_images, need_cuda
 
     src = exports[("dynamic", "fp32")]
     cache = src.with_name("timing.cache")
-    r = run_edgedet("build", str(src), "--max-batch", "4", "--opt-batch", "2", "--timing-cache", str(cache),
+    r = run_edgedet("build", "--engine", str(src), "--max-batch", "4", "--opt-batch", "2", "--timing-cache", str(cache),
                     "--workspace", "1")
     assert r.returncode == 0, r.stderr
     meta = json.loads(_plan(src).with_suffix(".json").read_text())
     assert meta["batch"] == {"dynamic": True, "min": 1, "opt": 2, "max": 4} and meta["device"] != "unknown"
     assert meta["versions"]["tensorrt"] == trt.__version__ and cache.stat().st_size > 0
-    assert_one_line_error(run_edgedet("build", str(src)), "--force")
-    r = run_edgedet("build", str(src), "--force", "--max-batch", "4", "--timing-cache", str(cache))  # reuses it
+    assert_one_line_error(run_edgedet("build", "--engine", str(src)), "--force")
+    r = run_edgedet("build", "--engine", str(src), "--force", "--max-batch", "4", "--timing-cache", str(cache))  # reuses it
     assert r.returncode == 0, r.stderr
     with TrtEngine(_plan(src)) as eng:
         assert (eng.input_batch, eng.max_batch) == (None, 4)
@@ -158,7 +159,7 @@ def test_fasterrcnn_export_builds_and_agrees(tmp_path, need_cuda_binding):
     res = export_model(ExportOptions(model="fasterrcnn_mobilenet_v3_large_320_fpn", imgsz=(160, 160),
                                      nms=NMSConfig("onnx", score_thresh=0.011, max_dets=50), out_dir=str(tmp_path)))
     src = res.artifacts["fp32"]
-    r = run_edgedet("build", str(src))
+    r = run_edgedet("build", "--engine", str(src))
     assert r.returncode == 0, r.stderr
     images = np.stack([_image(160, 160, seed).numpy() for seed in range(4)])
     want = _run(src, images, "onnxruntime")
@@ -172,8 +173,8 @@ def test_fixed_batch_plan_takes_fewer_images_and_refuses_more(exports, val_image
     from edgedet.runtime.trt_engine import TrtEngine
 
     src = exports[("efficient", "fp32")]  # exported with --batch 2
-    out = src.with_name("fixed.plan")
-    r = run_edgedet("build", str(src), "-o", str(out))
+    out = src.parent / "fixed" / src.with_suffix(".plan").name
+    r = run_edgedet("build", "--engine", str(src), "-o", str(out.parent))
     assert r.returncode == 0, r.stderr
     with TrtEngine(out) as eng:
         assert (eng.input_batch, eng.max_batch) == (2, 2)

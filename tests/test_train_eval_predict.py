@@ -67,14 +67,14 @@ def test_predict_writes_json_and_images_and_skips_bad_files(tiny_checkpoint, syn
         shutil.copy(f, src / f.name)
     (src / "broken.jpg").write_bytes((src / f.name).read_bytes()[:300])
     out_json, out_dir = tmp_path / "preds.json", tmp_path / "annotated"
-    proc = run_edgedet("predict", "--weights", str(tiny_checkpoint), "--source", str(src), "--save-json", str(out_json),
-                   "--save-dir", str(out_dir), "--conf", "0.3")
+    proc = run_edgedet("predict", "--weights", str(tiny_checkpoint), "--images", str(src), "--json", str(out_json),
+                   "-o", str(out_dir), "--score-thresh", "0.3")
     assert proc.returncode == 0, proc.stderr
     assert "broken.jpg" in proc.stderr and "warning" in proc.stderr
     preds = json.loads(out_json.read_text())
     assert preds and all(p["score"] >= 0.3 and len(p["bbox"]) == 4 for p in preds)
     assert len(list(out_dir.glob("*.jpg"))) == 4
-    refused = run_edgedet("predict", "--weights", str(tiny_checkpoint), "--source", str(src), "--save-json", str(out_json))
+    refused = run_edgedet("predict", "--weights", str(tiny_checkpoint), "--images", str(src), "--json", str(out_json))
     assert refused.returncode == 1 and "--force" in refused.stderr, "an existing file is kept unless --force"
 
 

@@ -274,18 +274,18 @@ def test_full_batches_regroups_any_stream() -> None:
 def test_cli_option_errors_are_one_line(tmp_path) -> None:
     onnx_path = tmp_path / "m.onnx"
     _contract_graph(onnx_path, "batch", meta={"batch": {"dynamic": True, "max": 4}})
-    assert_one_line_error(run_edgedet("build", str(onnx_path), "--min-batch", "4", "--max-batch", "2"),
+    assert_one_line_error(run_edgedet("build", "--engine", str(onnx_path), "--min-batch", "4", "--max-batch", "2"),
                            "min <= opt <= max")
-    assert_one_line_error(run_edgedet("build", str(onnx_path), "--int8"), "--calib-images")
-    assert_one_line_error(run_edgedet("build", str(tmp_path / "absent.onnx")), "not found")
+    assert_one_line_error(run_edgedet("build", "--engine", str(onnx_path), "--int8"), "--calib-images")
+    assert_one_line_error(run_edgedet("build", "--engine", str(tmp_path / "absent.onnx")), "not found")
     _contract_graph(tmp_path / "f.onnx", 1)
-    assert_one_line_error(run_edgedet("build", str(tmp_path / "f.onnx"), "--max-batch", "4"), "fixed batch of 1")
+    assert_one_line_error(run_edgedet("build", "--engine", str(tmp_path / "f.onnx"), "--max-batch", "4"), "fixed batch of 1")
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_cli_without_tensorrt_names_the_target_device(tmp_path) -> None:
     _contract_graph(tmp_path / "m.onnx", 1)
-    r = run_edgedet("build", str(tmp_path / "m.onnx"))
+    r = run_edgedet("build", "--engine", str(tmp_path / "m.onnx"))
     assert_one_line_error(r, "TensorRT is not installed here", "run edgedet build on the target device",
                            "pip install edgedet[tensorrt] or JetPack")
     assert not (tmp_path / "m.plan").exists()

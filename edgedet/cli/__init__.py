@@ -16,7 +16,8 @@ import sys
 import time
 from typing import NoReturn, Sequence
 
-from edgedet import __version__
+from edgedet import __version__, log
+from edgedet.cli import _vocabulary
 from edgedet.errors import EdgedetError
 
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"{__name__}.{name}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_args(p)
+        _vocabulary.add(p, "verbose")
         p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra:  # reported by the verb's own parser, which knows the flags to suggest
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    log.set_verbose(args.verbose)
     start = time.perf_counter()
     try:
         return int(args._run(args) or 0)

@@ -4,37 +4,37 @@ from __future__ import annotations
 
 import argparse
 
-from edgedet.cli._common import add_backend_arg, non_negative_int, positive_int
+from edgedet.cli import _vocabulary as v
 
 HELP = "benchmark an engine: latency mean/p50/p90/p99, throughput, host pre/post-processing time"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
-    add_backend_arg(p)
-    p.add_argument("--batch", type=positive_int, help="images per call (default: the engine's batch)")
-    p.add_argument("--iters", type=positive_int, default=100, help="timed calls (default 100)")
-    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed calls first (default 10)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.add_engine(p)
+    v.add(p, "batch", detail="default: the engine's batch")
+    p.add_argument("--iters", type=v.positive_int, default=100, metavar="N", help="timed calls (default 100)")
+    v.add(p, "warmup", default=10)
+    v.add(p, "json")
+    v.add(p, "force")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from edgedet.errors import EdgedetError
     from edgedet.runtime.bench import benchmark
     from edgedet.runtime.detector import Detector
 
-    det = Detector(args.engine, backend=args.backend, threads=args.threads)
+    from edgedet.cli._output import write_json
+
+    det = Detector(args.engine, backend=args.backend, device=args.device, threads=args.threads)
     if args.batch and not det.dynamic_batch and args.batch != det.batch_size:
         raise EdgedetError(f"{args.engine} has a fixed batch of {det.batch_size}; export with --dynamic-batch for others")
     if args.batch and det.dynamic_batch and args.batch > det.batch_size:
         raise EdgedetError(f"--batch {args.batch} exceeds the engine's maximum batch {det.batch_size}")
     r = benchmark(det, batch=args.batch, iters=args.iters, warmup=args.warmup)
     if args.json:
-        print(json.dumps(r.to_dict(), indent=2))
-        return 0
+        write_json(args.json, r.to_dict(), force=args.force)
+        if args.json == "-":
+            return 0
     from rich.console import Console
     from rich.table import Table
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 
+from edgedet.cli import _vocabulary as v
+
 HELP = "check an ONNX graph against what TensorRT 10.3/10.x/11.x (or a CPU runtime) accepts, naming each node"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     from edgedet.export.conformance import TARGETS
 
-    p.add_argument("onnx", metavar="MODEL.onnx", help="an ONNX file (an edgedet export or any other)")
+    v.add_engine_positional(p)
     p.add_argument("--target", choices=[*TARGETS, "tensorrt"],
                    help="trt10.3 (JetPack 6), trt10 (latest 10.x), trt11, cpu, or tensorrt (all three TensorRT "
                         "targets); default: the artifact's metadata, else trt10.3")
-    p.add_argument("--json", metavar="FILE", help="also write the findings as JSON to FILE")
+    v.add(p, "json", detail="the findings")
+    v.add(p, "force")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,24 +29,25 @@ def run(args: argparse.Namespace) -> int:
 
     from edgedet import log
     from edgedet.export.conformance import check_file, expand_target
-    from edgedet.fileio import atomic_write_json
+    from edgedet.cli._output import write_json
 
-    reports, target = check_file(args.onnx, args.target)
-    console = Console(stderr=False)
+    onnx_path = v.resolve_engine_positional(args)
+    reports, target = check_file(onnx_path, args.target)
+    console = Console(stderr=args.json == "-")  # JSON on stdout: the tables go to stderr
     for rep in reports:
         if rep.findings:
-            t = Table(title=f"{Path(args.onnx).name}: {rep.target}")
+            t = Table(title=f"{Path(onnx_path).name}: {rep.target}")
             for col in ("severity", "rule", "node", "op", "finding"):
                 t.add_column(col, overflow="fold")
             for f in rep.findings:
                 t.add_row(f.severity, f.rule, f.node, f.op, f.message)
             console.print(t)
     if args.json:
-        atomic_write_json(args.json, {"onnx": str(args.onnx), "reports": [r.to_dict() for r in reports]})
+        write_json(args.json, {"onnx": str(onnx_path), "reports": [r.to_dict() for r in reports]}, force=args.force)
     failed = [r for r in reports if not r.passed]
     nodes = reports[0].nodes
     errors, warnings = sum(len(r.errors) for r in reports), sum(len(r.warnings) for r in reports)
     verdict = "FAIL" if failed else "PASS"
     targets = ", ".join(expand_target(target))
-    log.note(f"check: {verdict} {args.onnx} against {targets} ({nodes} nodes, {errors} errors, {warnings} warnings)")
+    log.note(f"check: {verdict} {onnx_path} against {targets} ({nodes} nodes, {errors} errors, {warnings} warnings)")
     return 1 if failed else 0

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from edgedet.cli import _vocabulary as v
+
 HELP = "offline end-to-end demo: synthetic data → train the tiny model → COCO eval → FP32/FP16/INT8 export → verify table"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="edgedet-demo", help="working folder (default ./edgedet-demo)")
-    p.add_argument("--images", type=int, default=400, help="synthetic images (default 400)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the tiny preset's)")
-    p.add_argument("--device", help="cpu or cuda (default: CUDA when available)")
+    v.add(p, "out", default="edgedet-demo", detail="the working run folder")
+    v.add(p, "count", default=400, detail="synthetic images", deprecated=("--images",))
+    v.add(p, "epochs", detail="default: the tiny preset's")
+    v.add(p, "device")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     root = next_run_dir(args.out)
-    log.note(f"demo: [1/5] synthesizing {args.images} images into {root}")
-    synth = make_synthetic_dataset(root / "data", images=args.images, video=True, progress=True)
+    log.note(f"demo: [1/5] synthesizing {args.count} images into {root}")
+    synth = make_synthetic_dataset(root / "data", images=args.count, video=True, progress=True)
 
     log.note("demo: [2/5] training ssdlite_tiny from scratch")
     cfg = make_config(model="ssdlite_tiny", data=str(synth.train_json), preset="tiny", images=str(synth.images_dir),
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_reference(None, str(result.best), device=args.device)
     val = load_dataset(synth.val_json, synth.images_dir)
     metrics, _ = evaluate_predictor(predictor, val, predictor.classes)
-    print_eval(metrics, f"ssdlite_tiny on synthetic val ({len(val)} images)")
+    print_eval(metrics, "ssdlite_tiny on synthetic val")
 
     log.note("demo: [4/5] exporting FP32, FP16 and INT8 (calibrated on the train split) ONNX")
     from edgedet.export.onnx_export import ExportOptions, export_model, summarize

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from edgedet.cli import _vocabulary as v
+
 HELP = "report what is installed: torch/CUDA, ONNX Runtime providers, TensorRT, OpenCV GUI/GStreamer, cameras"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.add(p, "json")
+    v.add(p, "force")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from edgedet.cli._output import write_json
     from edgedet.doctor import collect
 
     report = collect()
     if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
+        write_json(args.json, report, force=args.force)
+        if args.json == "-":
+            return 0
     from rich.console import Console
     from rich.table import Table
 

@@ -43,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
         where = f" in family {args.family}" if args.family else ""
         raise ModelError(f"no model matches {args.pattern!r}{where}: {hint}")
 
-    from edgedet.models.info import cache_dir, model_stats
+    from edgedet.models.info import cache_dir, is_cached, model_stats
 
+    todo = [n for n in names if args.no_cache or not is_cached(n, flops=not args.no_flops)]
+    if todo:  # building and tracing models takes seconds each: say so before the wait
+        what = "parameters" if args.no_flops else "parameters and GFLOPs (--no-flops skips GFLOPs)"
+        log.note(f"models: measuring {what} of {len(todo)} model(s); cached in {cache_dir()} afterwards")
     start = time.perf_counter()
     stats = []
     with _progress(len(names)) as advance:
@@ -84,26 +88,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _progress:
-    """A transient progress bar on stderr while models are built; silent when stderr is not a terminal."""
+    """A transient progress bar on stderr while models are built (tqdm, as everywhere in edgedet); no bar when
+    stderr is not a terminal."""
 
     def __init__(self, total: int) -> None:
         self.total = total
 
     def __enter__(self):
-        import sys
+        from tqdm import tqdm
 
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(stderr=True)
-        self._bar = Progress(console=console, transient=True, disable=not sys.stderr.isatty())
-        self._bar.__enter__()
-        self._task = self._bar.add_task("measuring", total=self.total)
+        self._bar = tqdm(total=self.total, desc="measuring", unit="model", disable=None, leave=False)
 
         def advance(name: str) -> None:
-            self._bar.update(self._task, advance=1, description=name)
+            self._bar.set_postfix_str(name, refresh=False)
+            self._bar.update(1)
 
         return advance
 
     def __exit__(self, *exc) -> None:
-        self._bar.__exit__(*exc)
+        self._bar.close()

@@ -4,44 +4,45 @@ from __future__ import annotations
 
 import argparse
 
-from edgedet.cli._common import add_backend_arg, add_model_args, unit_interval
+from edgedet.cli import _vocabulary as v
 
 HELP = "run the PyTorch reference or an exported engine on images: COCO results JSON and/or annotated images"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    add_model_args(p, required=False)
-    p.add_argument("--engine", help="an exported .onnx or TensorRT .plan instead of --model/--weights")
-    add_backend_arg(p)
-    p.add_argument("--source", required=True, help="image file, folder or glob")
-    p.add_argument("--conf", type=unit_interval, default=0.25, help="minimum score to keep (default 0.25)")
-    p.add_argument("--save-json", help="write COCO results JSON here")
-    p.add_argument("--save-dir", help="write annotated images into this folder")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    v.add(p, "model")
+    v.add(p, "weights", required=False, detail="the PyTorch reference; or give --engine")
+    v.add_engine(p, required=False)
+    v.add(p, "images", deprecated=("--source",))
+    v.add(p, "data", detail="predict its images, numbered by its image ids in --json")
+    v.add(p, "max-images")
+    v.add(p, "bad-images")
+    v.add(p, "score-thresh", default=0.25, deprecated=("--conf",))
+    v.add(p, "json", detail="COCO results", deprecated=("--save-json",))
+    v.add(p, "out", detail="annotated images", deprecated=("--save-dir",))
+    v.add(p, "force")
 
 
 def run(args: argparse.Namespace) -> int:
     from edgedet.errors import EdgedetError
-    from edgedet.predict import predict_images
+    from edgedet.predict import predict_images, resolve_items
 
+    items = resolve_items(args.images, args.data, args.max_images)
+    outputs = dict(save_json=args.json, save_dir=args.out, overwrite=args.force, on_bad_image=args.bad_images)
     if args.engine:
         if args.weights or args.model:
             raise EdgedetError("give either --engine or --model/--weights, not both")
         from edgedet.runtime import Detector
 
-        detector = Detector(args.engine, backend=args.backend)
-        classes = detector.class_names or [str(i) for i in range(1000)]
-        category_ids = detector.metadata.get("category_ids") or list(range(1, len(classes) + 1))
-        predictor = lambda images: [d.filter(args.conf) for d in detector(images)]  # noqa: E731
-        return predict_images(predictor, classes, category_ids, args.source, save_json=args.save_json,
-                              save_dir=args.save_dir, overwrite=args.force)
+        detector = Detector(args.engine, backend=args.backend, device=args.device, threads=args.threads)
+        category_ids = detector.metadata.get("category_ids") or list(range(1, len(detector.class_names) + 1))
+        predictor = lambda images: [d.filter(args.score_thresh) for d in detector(images)]  # noqa: E731
+        return predict_images(predictor, detector.class_names, category_ids, items, **outputs)
     if not args.weights:
-        raise EdgedetError("give --engine PATH, or --weights (and --model) for the PyTorch reference")
+        raise EdgedetError("give --engine FILE, or --weights (and --model) for the PyTorch reference")
     from edgedet.checkpoint import category_ids as checkpoint_category_ids
     from edgedet.reference import load_reference
 
-    predictor = load_reference(args.model, args.weights, device=args.device, score_thresh=args.conf)
+    predictor = load_reference(args.model, args.weights, device=args.device, score_thresh=args.score_thresh)
     category_ids = checkpoint_category_ids(args.weights, len(predictor.classes))
-    return predict_images(predictor, predictor.classes, category_ids, args.source, save_json=args.save_json,
-                          save_dir=args.save_dir, overwrite=args.force)
-
+    return predict_images(predictor, predictor.classes, category_ids, items, **outputs)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from edgedet.cli._common import add_backend_arg, unit_interval
+from edgedet.cli import _vocabulary as v
 
 HELP = "run an engine on a camera (cam0, csi0), video file, RTSP/HTTP URL or GStreamer pipeline"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", required=True, help=".onnx or TensorRT .plan")
-    p.add_argument("--video", required=True, metavar="SRC", help="camN, csiN, a video file, rtsp://… or a GStreamer pipeline")
-    add_backend_arg(p)
-    p.add_argument("--save", help="write the annotated video here (.mp4)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --save file")
+    v.add_engine(p)
+    v.add(p, "video", required=True)
+    v.add(p, "score-thresh", default=0.4, detail="shown", deprecated=("--conf",))
+    p.add_argument("--save", metavar="FILE", help="write the annotated video to this file (.mp4)")
+    v.add(p, "force")
     p.add_argument("--headless", action="store_true", help="never open a window")
-    p.add_argument("--conf", type=unit_interval, default=0.4, help="minimum score to show (default 0.4)")
-    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--max-frames", type=v.positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--classes", nargs="+", help="only these class names (or indices)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
 
 
 def _class_filter(names: list[str] | None, known: list[str]) -> set[int] | None:
@@ -46,10 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from edgedet.runtime.detector import Detector
     from edgedet.runtime.pipeline import run_video
 
-    if args.save and Path(args.save).exists() and not args.force:
-        raise EdgedetError(f"{args.save} exists; pass --force to overwrite it")
-    det = Detector(args.engine, backend=args.backend, threads=args.threads)
-    stats = run_video(det, args.video, save=args.save, headless=args.headless, conf=args.conf,
+    from edgedet.fileio import require_writable
+
+    if args.save:
+        if Path(args.save).exists() and not args.force and not Path(args.save).is_dir():
+            raise EdgedetError(f"{args.save} exists; pass --force to overwrite it")
+        require_writable(args.save)
+    det = Detector(args.engine, backend=args.backend, device=args.device, threads=args.threads)
+    stats = run_video(det, args.video, save=args.save, headless=args.headless, conf=args.score_thresh,
                       max_frames=args.max_frames, classes=_class_filter(args.classes, det.class_names),
                       overwrite=args.force)
     if stats.frames == 0:

@@ -6,41 +6,41 @@ Multi-GPU: ``torchrun --nproc_per_node=4 -m edgedet train ...``; ``--batch`` is 
 from __future__ import annotations
 
 import argparse
-
-from edgedet.cli._common import non_negative_int, positive_int
 import json
+
+from edgedet.cli import _vocabulary as v
 
 HELP = "train a zoo model on COCO/VOC data (preset recipe + overrides; checkpoints, best tracking, curves)"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="zoo name (see `edgedet models`); optional with --resume")
-    p.add_argument("--data", required=True, help="training annotations (COCO JSON or VOC folder)")
-    p.add_argument("--images", help="image folder of --data (COCO)")
+    v.add(p, "model", detail="optional with --resume")
+    v.add(p, "data", required=True, detail="training split")
+    v.add(p, "images")
     p.add_argument("--val-data", help="validation annotations; mAP is evaluated on them each epoch")
     p.add_argument("--val-images", help="image folder of --val-data (default: --images)")
-    p.add_argument("--weights", help="initial weights: none (default), default/ENUM (torchvision, needs network) or FILE")
+    v.add(p, "weights", detail="initial weights (default none)")
     p.add_argument("--preset", help="recipe in edgedet/train/presets: default (the default), ssdlite, tiny")
-    p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
-    p.add_argument("--batch", type=positive_int, help="images per step (per GPU under torchrun)")
+    v.add(p, "epochs", detail="default: the preset's")
+    v.add(p, "batch", detail="per step, per GPU under torchrun (default: the preset's)")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], help="default: the preset's")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's for its optimizer)")
     p.add_argument("--weight-decay", type=float, help="default: the preset's")
     p.add_argument("--scheduler", choices=["cosine", "step"], help="LR schedule after warm-up (default: the preset's)")
-    p.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",")], help="step scheduler epochs, e.g. 16,22")
+    p.add_argument("--milestones", type=lambda s: [int(x) for x in s.split(",")], help="step scheduler epochs, e.g. 16,22")
     p.add_argument("--warmup-iters", type=int, help="linear LR warm-up iterations (default: the preset's)")
     p.add_argument("--augment", help="none, hflip, ssdlite, ssd")
     p.add_argument("--clip-grad", type=float, help="max gradient norm (0 disables)")
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="disable mixed precision on CUDA")
     p.add_argument("--sync-bn", action="store_const", const=True, help="SyncBatchNorm under torchrun")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
-    p.add_argument("--workers", type=non_negative_int, help="DataLoader workers (default: 4 on CUDA, 0 on CPU)")
-    p.add_argument("--eval-every", type=int, help="COCO evaluation every N epochs (default: the preset's)")
-    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
-    p.add_argument("--bad-images", dest="on_bad_image", choices=["skip", "fail"], help="unreadable images: skip with a warning (default) or fail")
+    v.add(p, "device")
+    p.add_argument("--workers", type=v.non_negative_int, help="DataLoader workers (default: 4 on CUDA, 0 on CPU)")
+    p.add_argument("--eval-every", type=v.positive_int, help="COCO evaluation every N epochs (default: the preset's)")
+    v.add(p, "seed", detail="default: the preset's")
+    v.add(p, "bad-images", dest="on_bad_image", default=None, detail="default skip")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="builder option, JSON value (e.g. min_size=512, width_mult=0.75); repeatable")
-    p.add_argument("--out", help="run folder (default runs/train/exp, numbered if it exists)")
+    v.add(p, "out", detail="a run folder (default runs/train/exp)")
     p.add_argument("--resume", help="continue a run from its last.pt, with its own recipe (options given now override it)")
 
 

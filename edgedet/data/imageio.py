@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,11 +29,31 @@ _ORIENTATION = 0x0112  # EXIF tag; PIL's ExifTags.Base needs Pillow 9.3, the pro
 # EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
 _SWAPS_AXES = {5, 6, 7, 8}
 
+# What edgedet reads as an image file wherever a folder or glob of images is given (predict, calibration).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@contextmanager
+def _open(path: str | os.PathLike):
+    """``Image.open`` with Pillow's DecompressionBombWarning (a very large image, still decoded) turned into one
+    edgedet warning naming the file, instead of a Python warning with a source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            yield img
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            from edgedet import log
+
+            log.warn(f"{path}: {w.message}; decoded anyway")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Fully decode ``path`` (so truncation is caught here, not mid-training) and apply its EXIF orientation."""
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
             img.load()
             return _to_rgb8(ImageOps.exif_transpose(img))
     except _DECODE_ERRORS as e:
@@ -41,7 +63,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(width, height)`` as :func:`read_image` will return it, from the header alone where possible."""
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
             width, height = img.size
             # Image.getexif, not PngImageFile.getexif: the PNG override decodes every pixel to look for an
             # eXIf chunk after the image data, which writers practically never emit.

@@ -113,6 +113,12 @@ def _build_for_stats(name: str) -> "nn.Module":
         return create_model(name, classes=None, weights="none")
 
 
+def is_cached(name: str, *, flops: bool = True) -> bool:
+    """Whether :func:`model_stats` will answer from the cache (no model is built)."""
+    row = _read_cache(cache_dir() / CACHE_FILE).get(_cache_key(get_model_entry(name).name))
+    return isinstance(row, dict) and row.get("params") is not None and (not flops or row.get("flops") is not None)
+
+
 def model_stats(name: str, *, flops: bool = True, use_cache: bool = True) -> ModelStats:
     """Parameters (and GFLOPs unless ``flops=False``) of zoo model ``name``, from the cache when possible."""
     entry = get_model_entry(name)

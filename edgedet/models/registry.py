@@ -202,6 +202,45 @@ def coco_classes() -> list[str]:
     return list(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"][1:])
 
 
+# Options every zoo builder takes on top of its detector class's (edgedet's and torchvision's builders).
+_BUILDER_OPTIONS = {"trainable_backbone_layers", "reduced_tail", "width_mult", "size"}
+# Constructor arguments that are modules or set by the zoo itself, never options a user passes.
+_NOT_OPTIONS = {"self", "backbone", "num_classes", "weights", "weights_backbone", "head", "anchor_generator",
+                "rpn_anchor_generator", "rpn_head", "box_roi_pool", "box_head", "box_predictor", "norm_layer",
+                "progress"}
+
+
+def model_options(entry: ModelEntry) -> set[str]:
+    """The builder options a zoo model accepts: its builder's own, its detector class's (torchvision's SSD or
+    FasterRCNN) and the image transform's they forward ``**kwargs`` to."""
+    import inspect
+
+    from torchvision.models.detection.faster_rcnn import FasterRCNN
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    def named(fn: Callable[..., Any]) -> set[str]:
+        return {p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+
+    detector = SSD if entry.family == "ssd" else FasterRCNN
+    names = named(entry.builder) | named(detector.__init__) | named(GeneralizedRCNNTransform.__init__)
+    return (names | _BUILDER_OPTIONS) - _NOT_OPTIONS
+
+
+def check_model_options(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
+    """An unknown option is an error naming the closest known one (torchvision's builders swallow unknown
+    ``**kwargs``, so a typo would otherwise be stored in the checkpoint and silently do nothing)."""
+    import difflib
+
+    unknown = sorted(set(kwargs) - model_options(entry))
+    if unknown:
+        known = sorted(model_options(entry))
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(known)}"
+        raise ModelError(f"{entry.name} has no option {unknown[0]!r}{hint}")
+
+
 def create_model(
     name: str,
     *,
@@ -245,6 +284,7 @@ def create_model(
             raise ModelError(f"rpn_score_thresh must be in [0, 1), not {rpn_score_thresh}")
         kwargs["rpn_score_thresh"] = float(rpn_score_thresh)
 
+    check_model_options(entry, kwargs)
     plan = _weights.resolve_weights(entry, weights, classes)
     if plan.classes is not None:
         classes = _check_classes(plan.classes)

@@ -94,6 +94,8 @@ def resolve_weights(entry: "ModelEntry", spec: str, classes: list[str] | None) -
     path = Path(spec).expanduser()
     if path.is_file():
         return _checkpoint_plan(entry, path, classes)
+    if path.is_dir():
+        raise WeightsError(f"--weights {spec!r} is a directory; give the checkpoint file in it (best.pt, last.pt)")
 
     names = sorted({n for n in _member_names(det_enum) + _member_names(bb_enum) if n != "DEFAULT"})
     if not names:
