@@ -88,11 +88,9 @@ def calibration_images(source: str | Path, *, count: int = 256, seed: int = 0, p
 
 def preprocessed_batches(images: list[np.ndarray], size: tuple[int, int], resize: str, pad_value: tuple[int, int, int],
                          batch: int = 1) -> Iterator[np.ndarray]:
-    """uint8 NHWC batches exactly as the runtime feeds the engine (the last batch is padded by repetition)."""
-    from edgedet.runtime.preprocess import preprocess_batch
+    """uint8 NHWC batches exactly as the runtime feeds the engine (the last one filled up, :func:`pad_to_batch`)."""
+    from edgedet.runtime.preprocess import pad_to_batch, preprocess_batch
 
     for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
-        chunk = chunk + [chunk[0]] * (batch - len(chunk))
-        out, _ = preprocess_batch(chunk, size, resize, pad_value)
-        yield out.copy()
+        out, _ = preprocess_batch(images[start : start + batch], size, resize, pad_value)
+        yield pad_to_batch(out, batch).copy()

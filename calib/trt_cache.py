@@ -35,9 +35,8 @@ from pathlib import Path
 from edgedet.errors import EdgedetError
 from edgedet.fileio import atomic_write_text
 
-#: ``--calibrator`` choice → the algorithm name TensorRT writes in the header.
+#: ``--calib-method`` choice → the algorithm name TensorRT writes in the header.
 ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
-KNOWN_ALGORITHMS = (*ALGORITHMS.values(), "EntropyCalibration", "LegacyCalibration")
 
 _HEADER = re.compile(r"^TRT-(\d+)-([A-Za-z0-9]+)$")
 _HEX = re.compile(r"^[0-9a-fA-F]{1,8}$")

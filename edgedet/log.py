@@ -59,10 +59,6 @@ def set_verbose(verbose: bool) -> None:
     LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def is_verbose() -> bool:
-    return LOGGER.isEnabledFor(logging.DEBUG)
-
-
 def get(name: str) -> logging.Logger:
     """A child logger (``edgedet.<name>``), printed by edgedet's handler."""
     _handler()

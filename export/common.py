@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgedet.export.conformance import TENSORRT_TOPK_LIMIT  # every candidate set is a constant ≤ this
 
 
 class NormalizeInput(nn.Module):

@@ -55,7 +55,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from edgedet.errors import ModelError
-from edgedet.export.common import TENSORRT_TOPK_LIMIT, NormalizeInput
+from edgedet.export.common import NormalizeInput
+from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
 
 __all__ = ["FasterRCNNDeploy", "TENSORRT_TOPK_LIMIT"]
 

@@ -78,12 +78,9 @@ def _versions() -> dict[str, str | None]:
         ort_version = onnxruntime.__version__
     except ImportError:
         ort_version = None
-    try:
-        import tensorrt
+    from edgedet.runtime.trt_loader import tensorrt_version
 
-        trt_version = tensorrt.__version__
-    except ImportError:
-        trt_version = None
+    trt_version = tensorrt_version()
     return {"edgedet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "onnx": onnx.__version__, "onnxruntime": ort_version, "tensorrt": trt_version}
 

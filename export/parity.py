@@ -112,14 +112,13 @@ def verify_images(count: int, source: str | None, size: tuple[int, int], resize:
 
 
 def run_in_batches(fn: Callable[[np.ndarray], list[Detections]], images: np.ndarray, batch: int) -> list[Detections]:
-    """Feed a fixed-batch engine, padding the last batch by repeating its first image."""
+    """Feed a fixed-batch engine, the last batch filled up (:func:`pad_to_batch`)."""
+    from edgedet.runtime.preprocess import pad_to_batch
+
     out: list[Detections] = []
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
-        out.extend(fn(np.ascontiguousarray(chunk))[:n])
+        out.extend(fn(np.ascontiguousarray(pad_to_batch(chunk, batch)))[: len(chunk)])
     return out
 
 

@@ -14,7 +14,8 @@ from torch import nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.ssd import SSD
 
-from edgedet.export.common import TENSORRT_TOPK_LIMIT, NormalizeInput, decode_boxes, topk_candidates
+from edgedet.export.common import NormalizeInput, decode_boxes, topk_candidates
+from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
 
 
 class SSDDeploy(nn.Module):

@@ -14,7 +14,7 @@ Precision, by TensorRT version (:func:`tensorrt_features`, :func:`resolve_precis
   ``.int8.onnx`` carries INT8. ``--fp16`` on an FP32 graph is an error that says so.
 - TensorRT 10 builds a weakly typed network and uses ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; INT8 on a
   graph without Q/DQ nodes is calibrated with ``IInt8EntropyCalibrator2`` (or ``IInt8MinMaxCalibrator``,
-  ``--calib-method minmax``) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, uploaded as float32 (the
+  ``--calib-method minmax``; :mod:`edgedet.calib.trt_calibrator`) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, uploaded as float32 (the
   calibrator contract for non-index inputs, as Polygraphy and trtexec feed it), and the calibration cache
   (:mod:`edgedet.calib.trt_cache`, TensorRT's own format) is checked against this TensorRT version,
   algorithm and network before it is used, so a rebuild skips calibration but never uses a foreign cache.
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,8 +57,7 @@ from edgedet.runtime.plugins import EFFICIENT_NMS
 
 _log = logging.getLogger("edgedet.export.tensorrt")
 
-NOT_INSTALLED = ("TensorRT is not installed here: {reason}; run edgedet build on the target device "
-                 "(pip install edgedet[tensorrt] or JetPack)")
+WHERE_TO_BUILD = "run edgedet build on the target device (pip install edgedet[tensorrt] or JetPack)"
 CALIBRATORS = ("entropy", "minmax")
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
@@ -74,7 +73,6 @@ class TrtFeatures(NamedTuple):
     minor: int
     patch: int
     strongly_typed_only: bool  # ≥ 11: the precision flags and weak typing are gone
-    has_precision_flags: bool  # < 11: BuilderFlag.FP16 / INT8
     has_calibrators: bool  # < 11: IInt8EntropyCalibrator2 / IInt8MinMaxCalibrator
     efficient_nms_deprecated: bool  # ≥ 10.12: EfficientNMS_TRT deprecated, no replacement planned
 
@@ -89,7 +87,7 @@ def tensorrt_features(version: str) -> TrtFeatures:
     if major < 10:
         raise BackendError(f"TensorRT {version} is too old; edgedet builds with TensorRT 10 (JetPack 6) or newer")
     legacy = major < 11
-    return TrtFeatures(major, minor, patch, strongly_typed_only=not legacy, has_precision_flags=legacy,
+    return TrtFeatures(major, minor, patch, strongly_typed_only=not legacy,
                        has_calibrators=legacy, efficient_nms_deprecated=(major, minor) >= (10, 12))
 
 
@@ -319,19 +317,9 @@ def prepare(opts: BuildOptions) -> Prepared:
 
 def import_tensorrt() -> Any:
     """``tensorrt``, or :class:`BackendError` with the one line ``edgedet build`` prints."""
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise BackendError(NOT_INSTALLED.format(reason=str(e) or "no module named 'tensorrt'")) from None
-    return trt
+    from edgedet.runtime.trt_loader import import_tensorrt as load
 
-
-def _logger(trt: Any) -> Any:
-    # The runtime's process-wide logger: TensorRT wants one logger to outlive every builder and runtime,
-    # and it registers the plugin library (init_libnvinfer_plugins) once, before any parse.
-    from edgedet.runtime.trt_engine import _trt_logger
-
-    return _trt_logger(trt)
+    return load(WHERE_TO_BUILD)
 
 
 def create_network(onnx_path: str | Path, *, strongly_typed: bool, trt: Any = None) -> tuple[Any, Any, Any]:
@@ -341,7 +329,9 @@ def create_network(onnx_path: str | Path, *, strongly_typed: bool, trt: Any = No
     external data beside the ONNX file. Every parser error is logged; one :class:`EdgedetError` names the first.
     """
     trt = trt or import_tensorrt()
-    logger = _logger(trt)
+    from edgedet.runtime.trt_loader import trt_logger
+
+    logger = trt_logger(trt)  # the runtime's process-wide logger, shared with every runtime
     builder = trt.Builder(logger)
     if builder is None:
         raise BackendError("TensorRT cannot create a builder (is a CUDA GPU visible?)")
@@ -365,108 +355,6 @@ def network_tensor_names(network: Any) -> list[str]:
         layer = network.get_layer(i)
         names.extend(layer.get_output(j).name for j in range(layer.num_outputs))
     return names
-
-
-def _full_batches(batches: Iterable[np.ndarray], batch_size: int, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
-    """Regroup any stream of ``uint8 [b, H, W, 3]`` arrays into contiguous batches of exactly ``batch_size``
-    (TensorRT's calibrator has one fixed batch); a short remainder is dropped."""
-    pending: list[np.ndarray] = []
-    have = 0
-    for arr in batches:
-        arr = np.asarray(arr)
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.dtype != np.uint8 or tuple(arr.shape[1:]) != tuple(shape[1:]):
-            raise EdgedetError(f"calibration batch is {arr.dtype} {list(arr.shape)}, not uint8 [B, {', '.join(map(str, shape[1:]))}]")
-        pending.append(arr)
-        have += len(arr)
-        while have >= batch_size:
-            joined = np.concatenate(pending)
-            yield np.ascontiguousarray(joined[:batch_size])
-            rest = joined[batch_size:]
-            pending, have = ([rest] if len(rest) else []), len(rest)
-
-
-def folder_batches(source: str | Path, metadata: dict, size: tuple[int, int], batch: int,
-                   max_images: int) -> Iterator[np.ndarray]:
-    """Calibration batches from an image folder, COCO JSON or video (:mod:`edgedet.calib.sources`), resized
-    as the runtime resizes (the metadata's stretch or letterbox and pad value), so the calibrator sees what
-    the engine will see."""
-    from edgedet.calib.sources import calibration_images, preprocessed_batches
-
-    inp = metadata.get("input", {})
-    mode, pad = inp.get("resize", "stretch"), tuple(int(v) for v in inp.get("pad_value", (0, 0, 0)))
-    return preprocessed_batches(calibration_images(source, count=max_images), size, mode, pad, batch)
-
-
-def calibration_nbytes(shape: Sequence[int]) -> int:
-    """Bytes of one calibration batch on the device: float32 elements, not the uint8 input's bytes."""
-    return int(np.prod(shape)) * np.dtype(np.float32).itemsize
-
-
-def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], batch_size: int,
-                    input_shape: tuple[int, ...], cache_path: str | Path, cuda: Any) -> Any:
-    """A TensorRT 10 ``IInt8EntropyCalibrator2`` (``"entropy"``) or ``IInt8MinMaxCalibrator`` (``"minmax"``).
-
-    It copies each ``uint8 [batch_size, H, W, 3]`` batch, converted to float32 (TensorRT's calibrator reads
-    float32 for every non-index input, whatever the network input's type: Polygraphy's calibrator forces
-    float32 and trtexec's allocates ``count * sizeof(float)``), into one device buffer and hands TensorRT its
-    address; ``None`` ends calibration. ``read_calibration_cache`` returns the cache file's bytes (already
-    checked by :func:`create_engine`, because an exception raised inside a TensorRT callback cannot reach the
-    user as one line), ``write_calibration_cache`` writes TensorRT's bytes atomically. ``cuda`` is the runtime's
-    CUDA helper (:func:`edgedet.runtime.trt_engine.load_cuda`).
-    """
-    base = trt.IInt8EntropyCalibrator2 if algorithm == "entropy" else trt.IInt8MinMaxCalibrator
-    shape = (batch_size, *input_shape[1:])
-    nbytes = calibration_nbytes(shape)
-
-    class _Calibrator(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            base.__init__(self)
-            self.cache_path = Path(cache_path)
-            self.batches = _full_batches(batches, batch_size, shape)
-            self.device_ptr = cuda.malloc(nbytes)
-            self.stream = cuda.stream_create()
-            self.pinned = cuda.malloc_host(nbytes)  # uint8 [nbytes], freed as allocated
-            self.host = self.pinned.view(np.float32)
-            self.count = 0
-            self.error: Exception | None = None
-
-        def get_batch_size(self) -> int:
-            return batch_size
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            try:
-                batch = next(self.batches)
-            except StopIteration:
-                return None
-            except Exception as e:  # noqa: BLE001 - end calibration here; the builder then fails, we report why
-                self.error = e
-                return None
-            np.copyto(self.host, batch.reshape(-1))  # uint8 → float32 values 0..255, what TensorRT reads
-            cuda.memcpy_htod_async(self.device_ptr, self.host, self.stream)
-            cuda.stream_sync(self.stream)
-            self.count += batch_size
-            _log.debug("calibration: %d images", self.count)
-            return [self.device_ptr]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return self.cache_path.read_bytes() if self.cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            from edgedet.fileio import atomic_write_bytes
-
-            atomic_write_bytes(self.cache_path, bytes(cache))
-            _log.info("calibration cache written: %s", self.cache_path)
-
-        def free(self) -> None:
-            if self.device_ptr is not None:
-                cuda.free(self.device_ptr)
-                cuda.free_host(self.pinned)
-                cuda.stream_destroy(self.stream)
-                self.device_ptr = None
-
-    return _Calibrator()
 
 
 def pin_fp32_layers(trt: Any, network: Any, prefix: str = NMS_PREFIX) -> int:
@@ -623,13 +511,14 @@ def build_engine(opts: BuildOptions) -> BuildResult:
     calibrator, calib_batch, cuda = None, None, None
     calibrated = False
     try:
-        from edgedet.runtime.trt_engine import load_cuda
+        from edgedet.runtime.cuda import load_cuda
 
         if opts.device != 0 or plan.calibrate:  # TensorRT builds on the current device; select it
             cuda = load_cuda(opts.device)
             cuda.activate()
         if plan.calibrate:
             from edgedet.calib.trt_cache import check_cache
+            from edgedet.calib.trt_calibrator import folder_batches, make_calibrator
 
             cache = opts.cache_path
             if cache.is_file():

@@ -21,7 +21,7 @@ from edgedet import log
 from edgedet.errors import BackendError, DataError
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.metadata import read_metadata, require_runtime_keys
-from edgedet.runtime.preprocess import RESIZE_MODES, preprocess_batch
+from edgedet.runtime.preprocess import RESIZE_MODES, pad_to_batch, preprocess_batch, scale_16_to_8
 
 ONNX_SUFFIXES = {".onnx"}
 TRT_SUFFIXES = {".plan", ".engine", ".trt"}
@@ -65,7 +65,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
         raise DataError(f"expected an image array [H, W] or [H, W, C], got {getattr(image, 'shape', type(image))}")
     if image.dtype != np.uint8:
         if image.dtype == np.uint16:
-            image = (image.astype(np.uint32) * 255 + 32767) // 65535
+            image = scale_16_to_8(image)
         elif image.dtype.kind == "f" and float(np.nanmax(image)) <= 1.0:
             log.warn("float image with values in [0, 1]: scaled by 255 (pass uint8 0..255 images)", once=True)
             image = np.rint(np.nan_to_num(image) * 255.0)
@@ -179,9 +179,7 @@ class Detector:
     def _run_chunk(self, images: list[np.ndarray]) -> list[Detections]:
         n = len(images)
         resized, fits = preprocess_batch(images, self.input_size, self.resize, self.pad_value, out=self._buffer)
-        feed = resized if self.dynamic_batch else self._buffer  # fixed-batch engines get a full buffer
-        if not self.dynamic_batch and n < self.batch_size:
-            self._buffer[n:] = 0
+        feed = resized if self.dynamic_batch else pad_to_batch(resized, self.batch_size)  # fixed: a full batch
         r = self.raw(feed)
         if self.class_names and n and int(r["labels"][:n].max(initial=0)) >= len(self.class_names):
             raise BackendError(f"{self.path.name} returned class {int(r['labels'][:n].max())} but its metadata lists "

@@ -67,3 +67,23 @@ def preprocess_batch(
         out = np.empty((len(images), H, W, 3), np.uint8)
     fits = [resize_into(im, out[i], mode, pad_value) for i, im in enumerate(images)]
     return out[: len(images)], fits
+
+
+def pad_to_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """``images`` (``[n, ...]``) filled up to a fixed batch of ``size`` by repeating the first image: what a
+    fixed-batch engine is fed, and what calibration sees (a copy of a real image, never a black one). The
+    results of the filler rows are dropped by the caller."""
+    n = len(images)
+    if n >= size:
+        return images
+    out = np.empty((size, *images.shape[1:]), images.dtype)
+    out[:n] = images
+    out[n:] = images[:1]
+    return out
+
+
+def scale_16_to_8(values: np.ndarray) -> np.ndarray:
+    """Round 0..65535 onto 0..255 (65535 -> 255, 257 -> 1), for 16-bit files and arrays alike; PIL's own
+    conversion clips at 255 instead."""
+    wide = np.clip(values.astype(np.int64), 0, 65535)
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8)

@@ -108,7 +108,7 @@ def tiny_checkpoint(trained_tiny) -> Path:
 def need_cuda_binding():
     """TensorRT tests also need a usable CUDA binding (cuda-python or pycuda) and a device."""
     from edgedet.errors import BackendError
-    from edgedet.runtime.trt_engine import load_cuda
+    from edgedet.runtime.cuda import load_cuda
 
     try:
         load_cuda(0).release()

@@ -165,11 +165,11 @@ def test_check_cache_detects_foreign_caches(tmp_path) -> None:
 
 
 def test_tensorrt_feature_table() -> None:
-    assert tensorrt_features("10.3.0") == (10, 3, 0, False, True, True, False)
-    assert tensorrt_features("10.12.0") == (10, 12, 0, False, True, True, True)  # EfficientNMS deprecated
-    assert tensorrt_features("10.12.0.36") == (10, 12, 0, False, True, True, True)
+    assert tensorrt_features("10.3.0") == (10, 3, 0, False, True, False)
+    assert tensorrt_features("10.12.0") == (10, 12, 0, False, True, True)  # EfficientNMS deprecated
+    assert tensorrt_features("10.12.0.36") == (10, 12, 0, False, True, True)
     f11 = tensorrt_features("11.0.0")
-    assert f11 == (11, 0, 0, True, False, False, True) and f11.strongly_typed_only
+    assert f11 == (11, 0, 0, True, False, True) and f11.strongly_typed_only
     with pytest.raises(EdgedetError, match="too old"):
         tensorrt_features("8.5.2")
 
@@ -258,7 +258,7 @@ def test_prepare_checks_without_tensorrt(tmp_path) -> None:
 
 
 def test_full_batches_regroups_any_stream() -> None:
-    from edgedet.export.trt_builder import _full_batches
+    from edgedet.calib.trt_calibrator import _full_batches
 
     stream = [np.full((3, H, W, 3), i, np.uint8) for i in range(3)]  # 9 images → two batches of 4
     out = list(_full_batches(iter(stream), 4, (4, H, W, 3)))
@@ -325,7 +325,7 @@ def test_calibrator_uploads_float32_not_bytes(tmp_path) -> None:
     """TensorRT reads calibration data for the uint8 ``images`` input as float32: 4 bytes per element."""
     import types
 
-    from edgedet.export.trt_builder import make_calibrator
+    from edgedet.calib.trt_calibrator import make_calibrator
 
     trt = types.SimpleNamespace(IInt8EntropyCalibrator2=type("Entropy", (), {"__init__": lambda self: None}),
                                 IInt8MinMaxCalibrator=object)

@@ -18,8 +18,9 @@ import pytest
 from conftest import one_line
 from edgedet.errors import BackendError
 from edgedet.runtime.onnx_engine import OUTPUT_NAMES
-from edgedet.runtime.trt_engine import (TensorInfo, TrtEngine, check_contract, check_images, cuda_check,
-                                        describe_engine, load_cuda)
+from edgedet.runtime.cuda import cuda_check, load_cuda
+from edgedet.runtime.trt_contract import TensorInfo, check_contract, check_images, describe_engine
+from edgedet.runtime.trt_engine import TrtEngine
 
 H, W, K = 8, 8, 10
 IR_VERSION = 8  # opset 17's; older than what a new onnx writes, so every TensorRT parser and ONNX Runtime read it

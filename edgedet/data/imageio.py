@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgedet.errors import ImageReadError
+from edgedet.runtime.preprocess import scale_16_to_8  # one rounding for files and arrays
 
 # Everything PIL raises for a file that is missing, cut short, corrupt or in a mode it cannot convert.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
@@ -75,7 +76,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
     if img.mode in _GRAY16_MODES:
-        gray = _scale16(np.asarray(img))
+        gray = scale_16_to_8(np.asarray(img))
         return np.repeat(gray[:, :, None], 3, axis=2)
     if img.mode in ("P", "PA"):
         # Through RGBA: PIL warns when a palette with byte transparency goes straight to RGB.
@@ -85,10 +86,6 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.array(img)
 
 
-def _scale16(values: np.ndarray) -> np.ndarray:
-    """Round 0..65535 onto 0..255 (65535 -> 255, 257 -> 1); PIL's own conversion clips at 255 instead."""
-    wide = np.clip(values.astype(np.int64), 0, 65535)
-    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def _reason(e: Exception) -> str:
