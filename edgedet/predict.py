@@ -29,6 +29,12 @@ def resolve_source(source: str) -> list[Path]:
     raise DataError(f"source not found: {source}")
 
 
+def printable_path(path: Path) -> str:
+    """``path`` as valid UTF-8 text: a file name that is not UTF-8 (held by Python as lone surrogates, which
+    strict JSON readers reject) gets U+FFFD for its undecodable bytes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def resolve_items(images: str | None, data: str | None = None, max_images: int | None = None) -> list[tuple[int, Path]]:
     """``(image id, path)`` of what to predict: a dataset's images with its own ids (``data``), or the files of
     ``images`` (a file, folder or glob) numbered 1..N."""
@@ -86,7 +92,7 @@ def predict_images(
         det = predictor([image])[0]
         entries = coco_results([image_id], [det], category_ids)
         for e in entries:
-            e["file_name"] = str(path)
+            e["file_name"] = printable_path(path)
         results.extend(entries)
         if save_dir:
             out = Path(save_dir) / path.name

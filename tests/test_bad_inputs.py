@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -288,3 +289,15 @@ def test_detector_device_spelling(export_dir, tmp_path):
     plan.write_bytes(b"x")
     with pytest.raises(BackendError, match="runs on a CUDA GPU"):
         Detector(plan, device="cpu")
+
+
+def test_10_non_utf8_file_names_give_valid_json(tmp_path):
+    import json
+
+    from edgedet.predict import printable_path
+
+    name = Path(os.fsdecode(b"caf\xe9.jpg"))  # Latin-1 bytes: lone surrogates in Python
+    text = printable_path(name)
+    assert text == "caf\ufffd.jpg"
+    json.loads(json.dumps({"file_name": text}, ensure_ascii=False).encode("utf-8"))  # strict UTF-8 round trip
+    assert printable_path(Path("图像.jpg")) == "图像.jpg"

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch and det.dynamic_batch and args.batch > det.batch_size:
         raise EdgedetError(f"--batch {args.batch} exceeds the engine's maximum batch {det.batch_size}")
     r = benchmark(det, batch=args.batch, iters=args.iters, warmup=args.warmup)
+    _note_slower_int8(det, r, args)
     if args.json:
         write_json(args.json, r.to_dict(), force=args.force)
         if args.json == "-":
@@ -45,3 +46,26 @@ def run(args: argparse.Namespace) -> int:
               f"{r.preprocess_ms:.2f}", f"{r.postprocess_ms:.3f}")
     Console().print(t)
     return 0
+
+
+def _note_slower_int8(det, result, args: argparse.Namespace) -> None:
+    """An INT8 graph that this runtime runs slower than its FP32 twin (the ``<stem>.onnx`` beside it, measured
+    now on the same backend and batch) gets one line saying so: INT8 is only worth it where it is faster."""
+    from pathlib import Path
+
+    from edgedet import log
+    from edgedet.runtime.bench import benchmark
+    from edgedet.runtime.detector import Detector
+
+    if det.metadata.get("precision") != "int8" or det.backend == "tensorrt":
+        return
+    twin = Path(det.path).with_name(Path(det.path).name.replace(".int8.onnx", ".onnx"))
+    if twin == Path(det.path) or not twin.is_file():
+        return
+    fp32 = benchmark(Detector(twin, backend=det.backend, threads=args.threads), batch=result.batch,
+                     iters=max(10, args.iters // 2), warmup=args.warmup)
+    if result.p50_ms > fp32.p50_ms:
+        hint = "; OpenVINO runs these Q/DQ graphs as INT8 kernels: --backend openvino" if det.backend == "onnxruntime" else ""
+        log.note(f"bench: this INT8 graph is slower than its FP32 twin on {det.backend} ({result.p50_ms:.2f} vs "
+                 f"{fp32.p50_ms:.2f} ms p50, {twin.name}){hint}")
+

@@ -23,7 +23,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     v.add(p, "nms", detail="of each exported engine")
     v.add(p, "fp16", detail="sweep FP16 engines instead of FP32")
     v.add(p, "backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"],
-          detail="auto here: TensorRT plans where TensorRT is installed, else ONNX Runtime")
+          detail="auto here: TensorRT plans where TensorRT is installed, else as above for the .onnx")
     p.add_argument("--no-reference", action="store_true", help="skip the eager PyTorch columns")
     v.add(p, "warmup", default=3, detail="before each timed pass")
     v.add(p, "out", default="runs/sweep", detail="a run folder")
