@@ -1,18 +1,20 @@
-"""Exported graphs against torchvision's own model, in one run, on this machine's CPU.
+"""Exported graphs against torchvision's own model, in one run, on this machine's CPU, interleaved.
 
 For each model: torchvision eager PyTorch, a plain ``torch.onnx.export`` of torchvision's model run in
-ONNX Runtime (SSD family), edgedet's static export in ONNX Runtime (uint8 image in, four outputs out),
-and — for the post-processing overhead — edgedet's graph cut after the heads (raw backbone + head).
-Same weights (random init: no pretrained weights offline), same thresholds, same images, batch 1.
+ONNX Runtime (SSD family), edgedet's static export in ONNX Runtime and in OpenVINO, FP32 and INT8 (uint8
+image in, four outputs out), and — for the post-processing overhead — edgedet's graph cut after the heads
+(raw backbone + head, same runtime). Same weights (random init: no pretrained weights offline), same
+thresholds, same image, batch 1. Every variant of a model runs once per round, round after round; ratios
+are medians of per-round ratios with their min–max spread. Faster R-CNN is also exported at
+``--rpn-post-nms-top-n 50`` (the engine's speed knob).
 
-    python benchmarks/export_speed.py [--threads 2] [--iters 30] [--models ssdlite320 fasterrcnn_mobilenet_v3_large_320_fpn]
+    python benchmarks/export_speed.py [--threads 2] [--rounds 7] [--models ssdlite320 fasterrcnn_mobilenet_v3_large_320_fpn]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import tempfile
 import time
 import warnings
@@ -20,9 +22,13 @@ from pathlib import Path
 
 import onnx
 import onnxruntime as ort
+import openvino as ov
 import torch
 from rich.console import Console
 from rich.table import Table
+
+from _interleave import interleave
+from edgedet.data.synth import make_synthetic_dataset
 
 from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
@@ -31,23 +37,19 @@ from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_refere
 from edgedet.models import create_model, get_model_entry
 
 
-def timed(fn, iters: int, warmup: int = 3) -> float:
-    """Median milliseconds of ``fn()``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def session(model_bytes: bytes, threads: int) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def openvino_model(model_bytes: bytes, threads: int):
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(model_bytes, b""), "CPU",
+                                  {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    return lambda feed: request.infer(list(feed.values())[0])
 
 
 class RawHeads(torch.nn.Module):
@@ -71,40 +73,53 @@ def export_bytes(module: torch.nn.Module, args: tuple, **kw) -> bytes:
     return buf.getvalue()
 
 
-def bench_model(name: str, score_thresh: float, threads: int, iters: int, workdir: Path) -> dict:
+def bench_model(name: str, score_thresh: float, threads: int, rounds: int, workdir: Path, calib: str,
+                rpn_top_n: int | None = None) -> dict:
     entry = get_model_entry(name)
     size = tuple(entry.input_size)
     nms = NMSConfig("onnx", score_thresh=score_thresh, iou_thresh=0.45, max_dets=100)
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    opts = ExportOptions(model=name, nms=nms, out_dir=str(workdir), name=f"{name}-{score_thresh}", force=True)
+    stem = f"{name}-{score_thresh}-{rpn_top_n}"
+    opts = ExportOptions(model=name, nms=nms, out_dir=str(workdir), name=stem, force=True, int8=True,
+                         calib_images=calib, calib_count=32, rpn_post_nms_top_n=rpn_top_n)
     result = export_model(opts)
     export_s = time.perf_counter() - t0
-    path = result.artifacts["fp32"]
+    path, int8 = result.artifacts["fp32"], result.artifacts["int8"]
     # the exported weights are re-created by seed: rebuild the same model for eager and plain export
     torch.manual_seed(0)
     kwargs = {"min_size": min(size), "max_size": max(size)} if entry.family == "fasterrcnn" else {}
+    if rpn_top_n:
+        kwargs["rpn_post_nms_top_n_test"] = rpn_top_n
     model = configure_reference(create_model(name, **kwargs).eval(), entry.family, size, nms)
     image = verify_images(1, None, size, RESIZE_MODE[entry.family], pad_value(model))  # uint8 [1, H, W, 3]
     tensor = torch.from_numpy(image[0]).permute(2, 0, 1).float() / 255
+    feed = {"images": image}
 
-    row = {"model": name, "score_thresh": score_thresh, "export_s": export_s, "onnx_mb": path.stat().st_size / 1e6}
-    with torch.inference_mode():
-        row["eager_ms"] = timed(lambda: model([tensor]), iters)
-    ours = session(path.read_bytes(), threads)
-    row["edgedet_ms"] = timed(lambda: ours.run(None, {"images": image}), iters)
+    row = {"model": name + (f" (P={rpn_top_n})" if rpn_top_n else ""), "score_thresh": score_thresh,
+           "export_s": export_s, "onnx_mb": path.stat().st_size / 1e6}
+    ort_fp32, ort_int8 = (session(p.read_bytes(), threads) for p in (path, int8))
+    ov_fp32, ov_int8 = (openvino_model(p.read_bytes(), threads) for p in (path, int8))
+    variants = {
+        "eager": lambda: model([tensor]),
+        "ort": lambda: ort_fp32.run(None, feed), "ort_int8": lambda: ort_int8.run(None, feed),
+        "ov": lambda: ov_fp32(feed), "ov_int8": lambda: ov_int8(feed),
+    }
     if entry.family == "ssd":
         wrapper = build_wrapper(model, "ssd", size, score_thresh=score_thresh, max_candidates=1000).eval()
-        raw = session(export_bytes(RawHeads(wrapper), (torch.from_numpy(image),), input_names=["images"]), threads)
-        row["raw_ms"] = timed(lambda: raw.run(None, {"images": image}), iters)
+        raw_bytes = export_bytes(RawHeads(wrapper), (torch.from_numpy(image),), input_names=["images"])
+        raw_ort, raw_ov = session(raw_bytes, threads), openvino_model(raw_bytes, threads)
+        variants["raw_ort"] = lambda: raw_ort.run(None, feed)
+        variants["raw_ov"] = lambda: raw_ov(feed)
         t0 = time.perf_counter()
         plain_bytes = export_bytes(model, ([tensor],), input_names=["image"])
         row["plain_export_s"] = time.perf_counter() - t0
         plain = session(plain_bytes, threads)
-        feed = {plain.get_inputs()[0].name: tensor.numpy()}
-        row["plain_onnx_ms"] = timed(lambda: plain.run(None, feed), iters)
-        row["plain_onnx_mb"] = len(plain_bytes) / 1e6
+        plain_feed = {plain.get_inputs()[0].name: tensor.numpy()}
+        variants["plain"] = lambda: plain.run(None, plain_feed)
         row["plain_nodes"] = len(onnx.load_from_string(plain_bytes).graph.node)
+    with torch.inference_mode():
+        row["t"] = interleave(variants, rounds=rounds, iters=5)
     row["edgedet_nodes"] = len(onnx.load(str(path)).graph.node)
     return row
 
@@ -112,7 +127,7 @@ def bench_model(name: str, score_thresh: float, threads: int, iters: int, workdi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--models", nargs="+", default=["ssdlite320", "fasterrcnn_mobilenet_v3_large_320_fpn"])
     ap.add_argument("--score-thresh", type=float, nargs="+", default=[0.25, 0.001],
                     help="operating points: deployment (0.25) and COCO evaluation (0.001)")
@@ -120,25 +135,29 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        calib = str(make_synthetic_dataset(Path(tmp) / "calib", images=32).images_dir)
         for name in args.models:
             for thr in args.score_thresh:
-                rows.append(bench_model(name, thr, args.threads, args.iters, Path(tmp)))
-    table = Table(title=f"edgedet export vs torchvision, CPU, {args.threads} threads, batch 1, median of {args.iters}")
-    for col in ("model", "score", "eager ms", "plain ONNX ms", "edgedet ms", "raw heads ms",
-                "× vs eager", "× vs plain ONNX", "post-proc overhead", "export s", "edgedet MB", "nodes (plain → edgedet)"):
+                rows.append(bench_model(name, thr, args.threads, args.rounds, Path(tmp), calib))
+                if get_model_entry(name).family == "fasterrcnn":
+                    rows.append(bench_model(name, thr, args.threads, args.rounds, Path(tmp), calib, rpn_top_n=50))
+    table = Table(title=f"edgedet export vs torchvision, CPU, {args.threads} threads, batch 1, {args.rounds} "
+                        "interleaved rounds (median ms; ratios: median of per-round ratios, min–max)")
+    for col in ("model", "score", "eager", "plain ONNX (ORT)", "edgedet ORT", "edgedet OpenVINO", "ORT INT8",
+                "OpenVINO INT8", "× plain ONNX (ORT)", "OpenVINO / ORT", "OpenVINO INT8 / FP32",
+                "end-to-end / heads only (ORT)", "end-to-end / heads only (OpenVINO)", "nodes (plain → edgedet)"):
         table.add_column(col, justify="right")
     for r in rows:
-        raw = r.get("raw_ms")
+        t = r["t"]
+        ms = lambda k: f"{t.median_ms(k):.1f}" if k in t.rounds else "-"  # noqa: E731
+        ratio = lambda a, b: t.ratio_text(a, b) if a in t.rounds and b in t.rounds else "-"  # noqa: E731
         table.add_row(
-            r["model"], f"{r['score_thresh']:g}", f"{r['eager_ms']:.1f}",
-            f"{r['plain_onnx_ms']:.1f}" if "plain_onnx_ms" in r else "-", f"{r['edgedet_ms']:.1f}",
-            f"{raw:.1f}" if raw else "-", f"{r['eager_ms'] / r['edgedet_ms']:.1f}×",
-            f"{r['plain_onnx_ms'] / r['edgedet_ms']:.1f}×" if "plain_onnx_ms" in r else "-",
-            f"{(r['edgedet_ms'] - raw) / raw * 100:.0f}%" if raw else "-",
-            f"{r['export_s']:.1f}", f"{r['onnx_mb']:.1f}",
+            r["model"], f"{r['score_thresh']:g}", ms("eager"), ms("plain"), ms("ort"), ms("ov"), ms("ort_int8"),
+            ms("ov_int8"), ratio("plain", "ort"), ratio("ort", "ov"), ratio("ov", "ov_int8"),
+            ratio("ort", "raw_ort"), ratio("ov", "raw_ov"),
             f"{r['plain_nodes']} → {r['edgedet_nodes']}" if "plain_nodes" in r else f"{r['edgedet_nodes']}",
         )
-    Console(width=200).print(table)
+    Console(width=260).print(table)
 
 
 if __name__ == "__main__":
