@@ -114,3 +114,19 @@ def need_cuda_binding():
         load_cuda(0).release()
     except BackendError as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def fasterrcnn_checkpoint(tmp_path_factory):
+    """fasterrcnn_mobilenet_v3_large_320_fpn with spread, tie-free scores (see test_export_fasterrcnn), saved as an
+    edgedet checkpoint: the letterbox model of the OpenVINO and C++ runtime tests."""
+    from test_export_fasterrcnn import CLASSES, _model
+
+    from edgedet.checkpoint import save_checkpoint
+
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    model = _model(name, size=(160, 160), calibrate_seeds=(0, 1, 2))
+    path = tmp_path_factory.mktemp("frcnn") / "frcnn.pt"
+    save_checkpoint(path, {"model": name, "model_kwargs": dict(model.edgedet_kwargs), "classes": CLASSES,
+                           "state_dict": model.state_dict()})
+    return path

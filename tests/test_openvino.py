@@ -60,21 +60,6 @@ def test_black_image_in_openvino(tiny_exports):
     assert out["num_dets"][0, 0] == 0 and not out["boxes"].any() and not out["scores"].any()
 
 
-@pytest.fixture(scope="module")
-def fasterrcnn_checkpoint(tmp_path_factory):
-    """fasterrcnn_mobilenet_v3_large_320_fpn with spread, tie-free scores, saved as an edgedet checkpoint."""
-    from test_export_fasterrcnn import CLASSES, _model
-
-    from edgedet.checkpoint import save_checkpoint
-
-    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
-    model = _model(name, size=(160, 160), calibrate_seeds=(0, 1, 2))
-    path = tmp_path_factory.mktemp("ov-frcnn") / "frcnn.pt"
-    save_checkpoint(path, {"model": name, "model_kwargs": dict(model.edgedet_kwargs), "classes": CLASSES,
-                           "state_dict": model.state_dict()})
-    return path
-
-
 #: The rescaled model scores many boxes high; at 0.5 no image reaches max_dets, so no box is compared at the
 #: rank cut-off, where a tiny score difference swaps which box is kept.
 FRCNN_SCORE = 0.5

@@ -1,0 +1,384 @@
+"""The C++ runtime (runtime/cpp) built with CMake, its ctest suite, and parity with the Python Detector.
+
+Both sides run the same export on the same OpenVINO backend, so a difference is the C++ code's: its
+preprocessing (Debian's OpenCV 4.6 against the pip OpenCV), its metadata handling or its box mapping.
+Parity: same labels, boxes matched at IoU >= 0.99, scores within 1e-3, boxes compared > 0, for FP32, FP16 and
+INT8, SSD (stretch) and Faster R-CNN (letterbox), batch 1 and 4. Bad inputs run under valgrind too.
+
+Needs cmake, a C++17 compiler, libopencv-dev, nlohmann-json3-dev, libgtest-dev and valgrind (.ci/run installs them).
+Without them the module skips, unless EDGEDET_REQUIRE_CPP_TEST=1 (as in CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgedet.export.nms import NMSConfig
+from edgedet.export.onnx_export import ExportOptions, export_model
+from edgedet.runtime import Detector
+from edgedet.runtime.preprocess import resize_into
+
+CPP = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
+PAD = (124, 116, 104)  # what preprocess_dump pads with
+SCORE = 0.25  # edgedet predict's default, and edgedet-cpp's
+
+
+def _missing_toolchain() -> str | None:
+    for tool in ("cmake", "c++", "cc", "valgrind"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found"
+    for header in ("/usr/include/opencv4/opencv2/core.hpp", "/usr/include/nlohmann/json.hpp", "/usr/include/gtest/gtest.h"):
+        if not Path(header).is_file():
+            return f"{header} not found (apt-get install libopencv-dev nlohmann-json3-dev libgtest-dev)"
+    return None
+
+
+_MISSING = _missing_toolchain()
+if _MISSING and os.environ.get("EDGEDET_REQUIRE_CPP_TEST") == "1":
+    raise RuntimeError(f"EDGEDET_REQUIRE_CPP_TEST=1 but the C++ toolchain is incomplete: {_MISSING}")
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"C++ toolchain: {_MISSING}")
+
+
+def _cmake(build: Path) -> None:
+    """Configure and build runtime/cpp in ``build``; the active Python's openvino wheel is found by CMake."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)  # noqa: E731
+    conf = run("cmake", "-S", str(CPP), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DEDGEDET_OPENVINO=ON")
+    assert conf.returncode == 0, conf.stdout[-3000:] + conf.stderr[-3000:]
+    jobs = str(max(1, min(4, os.cpu_count() or 1)))
+    made = run("cmake", "--build", str(build), "-j", jobs)
+    assert made.returncode == 0, made.stdout[-4000:] + made.stderr[-4000:]
+
+
+@pytest.fixture(scope="session")
+def cpp_build(tmp_path_factory) -> Path:
+    build = tmp_path_factory.mktemp("cpp-build")
+    _cmake(build)
+    return build
+
+
+def _run(cmd: list, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+# --- assets -----------------------------------------------------------------------------------------------
+
+
+def _write_ppm(path: Path, rgb: np.ndarray) -> None:
+    h, w = rgb.shape[:2]
+    path.write_bytes(f"P6 {w} {h} 255\n".encode() + np.ascontiguousarray(rgb).tobytes())
+
+
+def _non_contract_onnx(path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["boxes"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 3, 32, 32])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.fixture(scope="module")
+def ssd_exports(tiny_checkpoint, synth, tmp_path_factory) -> dict:
+    """The trained fixture at batch 1 (FP32, FP16, INT8) and with a dynamic batch of up to 4 (FP32)."""
+    out = tmp_path_factory.mktemp("cpp-ssd")
+    nms = NMSConfig("onnx", score_thresh=0.05)
+    fixed = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, fp16=True, int8=True,
+                                       calib_images=str(synth.images_dir), calib_count=64, out_dir=str(out)))
+    dyn = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, dynamic_batch=4,
+                                     name="ssd_dyn4", out_dir=str(out)))
+    return {**fixed.artifacts, "dyn4": dyn.artifacts["fp32"]}
+
+
+@pytest.fixture(scope="module")
+def frcnn_exports(fasterrcnn_checkpoint, synth, tmp_path_factory) -> dict:
+    """The rescaled Faster R-CNN (letterbox) at batch 1 (FP32, FP16, INT8) and a fixed batch of 4 (FP32)."""
+    out = tmp_path_factory.mktemp("cpp-frcnn")
+    nms = NMSConfig("onnx", score_thresh=0.5, max_dets=100)
+    one = export_model(ExportOptions(model=None, weights=str(fasterrcnn_checkpoint), imgsz=(160, 160), nms=nms,
+                                     fp16=True, int8=True, calib_images=str(synth.images_dir), calib_count=16,
+                                     out_dir=str(out)))
+    four = export_model(ExportOptions(model=None, weights=str(fasterrcnn_checkpoint), imgsz=(160, 160), nms=nms,
+                                      batch=4, name="frcnn_b4", out_dir=str(out)))
+    return {**one.artifacts, "b4": four.artifacts["fp32"]}
+
+
+@pytest.fixture(scope="module")
+def val_images(synth, tmp_path_factory) -> Path:
+    """Ten val images of the synthetic split, as PNG (lossless: both sides decode the same pixels)."""
+    folder = tmp_path_factory.mktemp("cpp-val")
+    for p in sorted(synth.images_dir.iterdir())[-10:]:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def frcnn_images(tmp_path_factory) -> Path:
+    """Non-square images (so letterboxing pads), from the Faster R-CNN tests' rectangle generator."""
+    from test_export_fasterrcnn import _image
+
+    folder = tmp_path_factory.mktemp("cpp-frcnn-img")
+    for seed, (h, w) in enumerate([(120, 200), (200, 130), (160, 160), (97, 211), (240, 180), (150, 150)]):
+        cv2.imwrite(str(folder / f"img{seed}.png"), cv2.cvtColor(_image(h, w, seed + 3).numpy(), cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def assets(ssd_exports, val_images, tmp_path_factory) -> Path:
+    """What the ctest suite reads (EDGEDET_TEST_ASSETS): the fixture export, bad variants, one image."""
+    d = tmp_path_factory.mktemp("cpp-assets")
+    good, side = Path(ssd_exports["fp32"]), Path(ssd_exports["fp32"]).with_suffix(".json")
+    meta = json.loads(side.read_text())
+    for stem in ("good", "corrupt", "newer", "mismatch", "mismatch_batch"):
+        shutil.copy(good, d / f"{stem}.onnx")
+    shutil.copy(good, d / "embedded.onnx")  # no sidecar: the metadata_props
+    shutil.copy(side, d / "good.json")
+    (d / "corrupt.json").write_text("{not json")
+    (d / "newer.json").write_text(json.dumps({**meta, "schema_version": 99}))
+    (d / "mismatch.json").write_text(json.dumps({**meta, "input": {**meta["input"], "size": [320, 320]}}))
+    (d / "mismatch_batch.json").write_text(json.dumps({**meta, "batch": {"dynamic": False, "size": 4}}))
+    _non_contract_onnx(d / "noncontract.onnx")
+    (d / "garbage.onnx").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (d / "empty.onnx").write_bytes(b"")
+    (d / "good.plan").write_bytes(b"not a TensorRT plan")
+    plugin = export_model(ExportOptions(model="ssdlite_tiny", nms=NMSConfig("efficient"), name="plugin", out_dir=str(d)))
+    assert Path(plugin.artifacts["fp32"]).name == "plugin.onnx"
+    image = sorted(val_images.iterdir())[0]
+    shutil.copy(image, d / "image.png")
+    _write_ppm(d / "image.ppm", cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB))
+    return d
+
+
+# --- comparisons --------------------------------------------------------------------------------------------
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    if union <= 0:  # degenerate boxes (clipped flat at the image border): compare the coordinates
+        return float(np.abs(np.subtract(a, b)).max() <= 0.01)
+    return inter / union
+
+
+def _assert_same(cpp: list[tuple[int, float, np.ndarray]], py: list[tuple[int, float, np.ndarray]], where: str) -> int:
+    """Same detections in the same order: labels equal, IoU >= 0.99, scores within 1e-3. Returns how many."""
+    assert len(cpp) == len(py), (where, len(cpp), len(py))
+    for (lc, sc, bc), (lp, sp, bp) in zip(cpp, py):
+        assert lc == lp and abs(sc - sp) <= 1e-3 and _iou(bc, bp) >= 0.99, (where, (lc, sc, bc), (lp, sp, bp))
+    return len(py)
+
+
+def _python_detections(engine: Path, folder: Path) -> dict[str, list]:
+    from edgedet.data.imageio import read_image
+
+    det = Detector(engine, backend="openvino")
+    out = {}
+    for p in sorted(folder.iterdir()):
+        d = det(read_image(p)).filter(SCORE)
+        out[str(p)] = [(int(l), float(s), np.asarray(b, np.float64)) for b, s, l in zip(d.boxes, d.scores, d.labels)]
+    return out
+
+
+def _cpp_detections(cpp_build: Path, engine: Path, folder: Path, tmp_path: Path, batch: int) -> dict[str, list]:
+    out_json = tmp_path / f"cpp-{engine.stem}-b{batch}.json"
+    proc = _run([cpp_build / "edgedet-cpp", "predict", "--engine", engine, "--images", folder, "--json", out_json,
+                 "--batch", batch, "--force"])
+    assert proc.returncode == 0, proc.stderr
+    label_of = {c: i for i, c in enumerate(Detector(engine, backend="openvino").metadata["category_ids"])}
+    found: dict[str, list] = {str(p): [] for p in sorted(folder.iterdir())}
+    for e in json.loads(out_json.read_text()):
+        x, y, w, h = e["bbox"]
+        found[e["file_name"]].append((label_of[e["category_id"]], e["score"], np.array([x, y, x + w, y + h])))
+    return found
+
+
+# --- tests --------------------------------------------------------------------------------------------------
+
+
+def test_ctest_suite_passes_with_no_test_skipped(cpp_build, assets):
+    proc = _run(["ctest", "--test-dir", cpp_build, "--output-on-failure", "--no-tests=error"],
+                env={"EDGEDET_TEST_ASSETS": str(assets)}, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "100% tests passed" in proc.stdout and "Skipped" not in proc.stdout and "Not Run" not in proc.stdout, proc.stdout
+    report = ET.parse(_gtest_xml(cpp_build, assets)).getroot()
+    assert int(report.get("tests")) >= 15 and report.get("failures") == "0" and report.get("disabled") == "0"
+    assert not report.findall(".//skipped"), "a gtest skipped although EDGEDET_TEST_ASSETS was set"
+
+
+def _gtest_xml(build: Path, assets: Path, binary: str = "edgedet_tests", gtest_filter: str = "*") -> Path:
+    xml = assets.parent / f"{binary}-{build.name}.xml"
+    proc = _run([build / binary, f"--gtest_output=xml:{xml}", f"--gtest_filter={gtest_filter}"],
+                env={"EDGEDET_TEST_ASSETS": str(assets)})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return xml
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_resized_buffers_match_python(cpp_build, val_images, frcnn_images, tmp_path, mode):
+    """Debian's OpenCV 4.6 against the pip OpenCV: identical geometry and padding, and pixel values within one
+    level on >= 99.9 % of pixels (INTER_LINEAR may differ in the last bit between builds)."""
+    images = sorted(val_images.iterdir())[:3] + sorted(frcnn_images.iterdir())
+    compared = 0
+    for i, path in enumerate(images):
+        for h, w in [(160, 160), (320, 256), (97, 131)]:
+            raw = tmp_path / f"{i}-{h}x{w}.rgb"
+            proc = _run([cpp_build / "preprocess_dump", path, h, w, mode, raw])
+            assert proc.returncode == 0, proc.stderr
+            cpp = np.frombuffer(raw.read_bytes(), np.uint8).reshape(h, w, 3)
+            py = np.zeros((h, w, 3), np.uint8)
+            fit = resize_into(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), py, mode, PAD)
+            sx, sy = (float(v) for v in proc.stdout.split())
+            assert (sx, sy) == (fit.sx, fit.sy), (path, h, w)
+            diff = np.abs(cpp.astype(int) - py.astype(int))
+            if mode == "letterbox":
+                nh, nw = round(fit.sy * fit.height), round(fit.sx * fit.width)
+                pad = np.ones((h, w), bool)
+                pad[:nh, :nw] = False
+                assert (cpp[pad] == PAD).all() and (py[pad] == PAD).all(), (path, h, w)
+            assert diff.max() <= 1 and (diff == 0).mean() >= 0.999, (path, h, w, diff.max(), (diff == 0).mean())
+            compared += diff.size
+    assert compared > 0
+
+
+@pytest.mark.parametrize("key,batch", [("fp32", 1), ("fp16", 1), ("int8", 1), ("dyn4", 4), ("dyn4", 1)])
+def test_ssd_parity_with_python(cpp_build, ssd_exports, val_images, tmp_path, key, batch):
+    engine = Path(ssd_exports[key])
+    cpp = _cpp_detections(cpp_build, engine, val_images, tmp_path, batch)
+    py = _python_detections(engine, val_images)
+    assert cpp.keys() == py.keys()
+    compared = sum(_assert_same(cpp[k], py[k], k) for k in py)
+    print(f"\nC++ vs Python, ssd {key} batch {batch}: {compared} boxes identical within tolerance")
+    assert compared >= 10
+
+
+@pytest.mark.parametrize("key,batch", [("fp32", 1), ("fp16", 1), ("int8", 1), ("b4", 4), ("b4", 2)])
+def test_fasterrcnn_parity_with_python(cpp_build, frcnn_exports, frcnn_images, tmp_path, key, batch):
+    engine = Path(frcnn_exports[key])
+    cpp = _cpp_detections(cpp_build, engine, frcnn_images, tmp_path, batch)
+    py = _python_detections(engine, frcnn_images)
+    compared = sum(_assert_same(cpp[k], py[k], k) for k in py)
+    print(f"\nC++ vs Python, fasterrcnn {key} batch {batch}: {compared} boxes identical within tolerance")
+    assert compared >= 10
+
+
+def test_predict_json_is_edgedet_predicts(cpp_build, ssd_exports, val_images, tmp_path):
+    """The same COCO results file as `edgedet predict --engine` (keys, ids, order; values within rounding)."""
+    from conftest import run_edgedet
+
+    engine = ssd_exports["fp32"]
+    cpp, py = tmp_path / "cpp.json", tmp_path / "py.json"
+    assert _run([cpp_build / "edgedet-cpp", "predict", "--engine", engine, "--images", val_images, "--json", cpp]).returncode == 0
+    proc = run_edgedet("predict", "--engine", str(engine), "--backend", "openvino", "--images", str(val_images), "--json", str(py))
+    assert proc.returncode == 0, proc.stderr
+    a, b = json.loads(cpp.read_text()), json.loads(py.read_text())
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys() and (x["image_id"], x["category_id"], x["file_name"]) == (y["image_id"], y["category_id"], y["file_name"])
+        assert abs(x["score"] - y["score"]) <= 1e-3 and np.abs(np.subtract(x["bbox"], y["bbox"])).max() <= 0.05
+
+
+def test_c_api_from_plain_c_matches_python(cpp_build, assets):
+    proc = _run([cpp_build / "c_api_test"], env={"EDGEDET_TEST_ASSETS": str(assets)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    cpp = [(int(r[0]), float(r[1]), np.array([float(v) for v in r[2:]])) for r in rows]
+    from edgedet.data.imageio import read_image
+
+    d = Detector(assets / "good.onnx", backend="openvino")(read_image(assets / "image.png"))
+    py = [(int(l), float(s), np.asarray(b, np.float64)) for b, s, l in zip(d.boxes, d.scores, d.labels)]
+    assert _assert_same(cpp, py, "c api") > 0
+
+
+def test_cli_bad_inputs_are_one_line_errors(cpp_build, assets, val_images, tmp_path):
+    cli = cpp_build / "edgedet-cpp"
+    bad_dir = tmp_path / "imgs"
+    bad_dir.mkdir()
+    shutil.copy(assets / "image.png", bad_dir / "a.png")
+    (bad_dir / "b.png").write_bytes(b"not a png")
+    existing = tmp_path / "exists.json"
+    existing.write_text("[]")
+    cases = [
+        (["predict", "--engine", tmp_path / "missing.onnx", "--images", val_images], "engine not found"),
+        (["predict", "--engine", assets / "corrupt.onnx", "--images", val_images], "not valid JSON"),
+        (["predict", "--engine", assets / "noncontract.onnx", "--images", val_images], "engine contract"),
+        (["predict", "--engine", assets / "good.onnx", "--images", tmp_path / "nothing"], "source not found"),
+        (["predict", "--engine", assets / "good.onnx", "--images", bad_dir, "--bad-images", "fail"], "cannot read image"),
+        (["predict", "--engine", assets / "good.onnx", "--images", val_images, "--json", existing], "--force"),
+        (["predict", "--engine", assets / "good.onnx", "--images", val_images, "--score-thresh", "2"], "--score-thresh"),
+        (["predict", "--engine", assets / "good.onnx", "--images", val_images, "--batch", "2"], "at most 1"),
+        (["predict", "--images", val_images], "--engine"),
+        (["predict", "--engine", assets / "good.onnx", "--images", val_images, "--frobnicate"], "unrecognized"),
+        (["bench", "--engine", assets / "good.onnx", "--iters", "0"], "--iters"),
+        (["run", "--engine", assets / "good.onnx", "--video", tmp_path / "none.mp4"], "video source not found"),
+        (["serve"], "unknown verb"),
+    ]
+    for args, fragment in cases:
+        proc = _run([cli, *args])
+        errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+        assert proc.returncode == 1 and len(errors) == 1 and fragment in errors[0], (args, proc.returncode, proc.stderr)
+    assert existing.read_text() == "[]"  # nothing overwritten
+    skipped = _run([cli, "predict", "--engine", assets / "good.onnx", "--images", bad_dir, "--json", "-"])
+    assert skipped.returncode == 0 and "skipped: cannot read image" in skipped.stderr, skipped.stderr
+    assert {e["file_name"] for e in json.loads(skipped.stdout)} == {str(bad_dir / "a.png")}
+
+
+def test_bench_and_run(cpp_build, ssd_exports, synth, tmp_path):
+    from edgedet.runtime.bench import BenchResult
+
+    cli = cpp_build / "edgedet-cpp"
+    proc = _run([cli, "bench", "--engine", ssd_exports["dyn4"], "--batch", "4", "--iters", "5", "--warmup", "1", "--json", "-"])
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert set(BenchResult.__dataclass_fields__) <= stats.keys()  # the statistics of `edgedet bench`
+    assert stats["batch"] == 4 and 0 < stats["p50_ms"] <= stats["p99_ms"] and stats["e2e_mean_ms"] >= stats["mean_ms"]
+    video = tmp_path / "out.mp4"
+    proc = _run([cli, "run", "--engine", ssd_exports["fp32"], "--video", synth.video, "--save", video, "--headless",
+                 "--max-frames", "12"])
+    assert proc.returncode == 0, proc.stderr
+    cap = cv2.VideoCapture(str(video))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 12
+
+
+def test_bad_inputs_clean_under_valgrind(cpp_build, assets):
+    """The bad-input tests and the C API test under valgrind's memcheck: no invalid access, no use of
+    uninitialised memory, no definite leak. (AddressSanitizer cannot run OpenVINO: its TBB dlopens tbbbind with
+    RTLD_DEEPBIND, which ASan refuses.) tests/valgrind.supp holds the suppressions, each outside edgedet."""
+    valgrind = ["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                "--show-leak-kinds=definite", "-q",
+                f"--suppressions={CPP / 'tests' / 'valgrind.supp'}"]
+    gtests = "BadEngines.*:Detector.BadImagesAndBatchesAreErrorsNotCrashes:Metadata.*:BadImages.*"
+    for cmd in ([cpp_build / "edgedet_tests", f"--gtest_filter={gtests}"], [cpp_build / "c_api_test"]):
+        proc = _run([*valgrind, *cmd], env={"EDGEDET_TEST_ASSETS": str(assets)}, timeout=900)
+        assert proc.returncode == 0 and "==" not in proc.stderr.replace("[==========]", ""), proc.stderr[-4000:]
+
+
+def test_example_builds_against_the_installed_package(cpp_build, assets, tmp_path):
+    """`find_package(edgedet)` from an install prefix: the three lines of CMake an application needs."""
+    prefix = tmp_path / "prefix"
+    proc = _run(["cmake", "--install", cpp_build, "--prefix", prefix])
+    assert proc.returncode == 0, proc.stderr
+    build = tmp_path / "example"
+    for cmd in (["cmake", "-S", CPP / "examples", "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}"], ["cmake", "--build", build]):
+        proc = _run(cmd)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _run([build / "detect", assets / "good.onnx", assets / "image.png", tmp_path / "out.jpg"])
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) > 0 and (tmp_path / "out.jpg").is_file()
+    assert (CPP / "examples" / "detect.cpp").read_text().count("\n") <= 40
