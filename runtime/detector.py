@@ -42,13 +42,13 @@ def default_providers(cuda_device: int = 0) -> list:
     return [(p, {"device_id": cuda_device}) if p != "CPUExecutionProvider" else p for p in chosen]
 
 
-def _declared_precision(path: Path) -> str | None:
-    from edgedet.runtime.metadata import read_metadata
-
+def _read_metadata(path: Path) -> tuple[dict | None, BackendError | None]:
+    """The artifact's metadata, read once, or the error reading it: the Detector reports unusable metadata once
+    the engine is loaded (a missing or broken engine is the first thing to say)."""
     try:
-        return (read_metadata(path) or {}).get("precision")
-    except BackendError:
-        return None  # the Detector reports unusable metadata itself, once the engine is loaded
+        return read_metadata(path), None
+    except BackendError as e:
+        return None, e
 
 
 def auto_onnx_backend(kind: str | None = None, providers: list | None = None, precision: str | None = None) -> str:
@@ -130,8 +130,9 @@ class Detector:
         if not path.is_file():
             raise BackendError(f"engine not found: {path}")
         use_trt = backend == "tensorrt" or (backend == "auto" and suffix in TRT_SUFFIXES)
+        meta, meta_error = _read_metadata(path)
         if backend == "auto" and not use_trt:
-            backend = auto_onnx_backend(kind, providers, _declared_precision(path))
+            backend = auto_onnx_backend(kind, providers, (meta or {}).get("precision"))
         if use_trt and suffix in ONNX_SUFFIXES:
             raise BackendError(f"{path.name} is an ONNX file; build a TensorRT plan first with `edgedet build --engine {path}`")
         if backend in ("onnxruntime", "openvino") and suffix in TRT_SUFFIXES:
@@ -156,7 +157,9 @@ class Detector:
             self.engine = OnnxEngine(path, providers=providers, threads=threads)
         self.path = path
         self.backend = "tensorrt" if use_trt else ("openvino" if backend == "openvino" else "onnxruntime")
-        self.metadata = self._metadata()
+        if meta_error is not None:
+            raise meta_error
+        self.metadata = self._metadata(meta)
         inp = self.metadata["input"]
         self.input_size: tuple[int, int] = (int(inp["size"][0]), int(inp["size"][1]))
         self.resize: str = inp.get("resize", "stretch")
@@ -170,8 +173,7 @@ class Detector:
         self._check_metadata_matches_engine()
         self._buffer = np.zeros((self.batch_size, *self.input_size, 3), np.uint8)
 
-    def _metadata(self) -> dict:
-        meta = read_metadata(self.path)
+    def _metadata(self, meta: dict | None) -> dict:
         if meta is not None:
             return require_runtime_keys(meta, self.path.name)
         b, h, w = self.engine.input_batch, *self.engine.input_hw

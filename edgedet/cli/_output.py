@@ -18,7 +18,7 @@ def write_json(target: str, obj: Any, *, force: bool = False) -> None:
     atomic_write_json(target, obj, overwrite=force)
 
 
-def check_json_target(target: str | None, *, force: bool = False) -> None:
+def check_output_target(target: str | None, *, force: bool = False) -> None:
     """Refuse an unusable ``--json FILE`` before the work that produces it starts."""
     if not target or target == "-":
         return

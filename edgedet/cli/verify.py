@@ -36,12 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from edgedet import log
     from edgedet.data import check_images, load_dataset
     from edgedet.data.checks import require_annotations
-    from edgedet.cli._output import check_json_target, write_json
+    from edgedet.cli._output import check_output_target, write_json
     from edgedet.fileio import atomic_write_text
     from edgedet.verify import markdown, print_report, verify
 
-    check_json_target(args.json, force=args.force)  # before minutes of evaluation, not after
-    check_json_target(args.report, force=args.force)
+    check_output_target(args.json, force=args.force)  # before minutes of evaluation, not after
+    check_output_target(args.report, force=args.force)
     dataset = load_dataset(args.data, args.images)
     if args.max_images:
         dataset = replace(dataset, samples=dataset.samples[: args.max_images])
