@@ -104,6 +104,10 @@ FLAGS: dict[str, Flag] = _flags(
     Flag(("--threads",), "CPU runtime intra-op threads (ONNX Runtime, OpenVINO; default: the runtime's)",
          {"type": positive_int, "metavar": "N"}),
     # what is read
+    Flag(("--server",), "a Triton server with an `edgedet serve export` repository: http://HOST:PORT or "
+                        "grpc://HOST:PORT (instead of --engine)", {"metavar": "URL"}),
+    Flag(("--served-model",), "the model to call on --server: the <name>_e2e model `edgedet serve export` wrote",
+         {"metavar": "NAME"}),
     Flag(("--data",), "annotations: COCO JSON or VOC folder",
          {"metavar": "ANN"}),
     Flag(("--images",), "images: a file, folder or glob (with --data: the folder its file names are relative to)",

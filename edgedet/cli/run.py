@@ -10,7 +10,9 @@ HELP = "run an engine on a camera (cam0, csi0), video file, RTSP/HTTP URL or GSt
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    v.add_engine(p)
+    v.add_engine(p, required=False)
+    v.add(p, "server")
+    v.add(p, "served-model")
     v.add(p, "video", required=True)
     v.add(p, "score-thresh", default=0.4, detail="shown", deprecated=("--conf",))
     p.add_argument("--save", metavar="FILE", help="write the annotated video to this file (.mp4)")
@@ -41,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
 
     from edgedet import log
     from edgedet.errors import EdgedetError
-    from edgedet.runtime.detector import Detector
     from edgedet.runtime.pipeline import run_video
 
     from edgedet.fileio import require_writable
@@ -50,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
         if Path(args.save).exists() and not args.force and not Path(args.save).is_dir():
             raise EdgedetError(f"{args.save} exists; pass --force to overwrite it")
         require_writable(args.save)
-    det = Detector(args.engine, backend=args.backend, device=args.device, threads=args.threads)
+    from edgedet.cli.predict import _engine_or_server
+
+    if bool(args.engine) == bool(args.server):
+        raise EdgedetError("give the engine to run: --engine FILE, or --server URL --served-model NAME")
+    det = _engine_or_server(args)
     stats = run_video(det, args.video, save=args.save, headless=args.headless, conf=args.score_thresh,
                       max_frames=args.max_frames, classes=_class_filter(args.classes, det.class_names),
                       overwrite=args.force)

@@ -1,0 +1,293 @@
+"""Triton serving: the repository `edgedet serve export` writes, parsed by Triton's own ModelConfig protobuf, and
+served for real by the tritonserver of the nvidia-pytriton wheel (loopback only, every loop bounded).
+
+The real-server tests need ``pip install --no-deps nvidia-pytriton==0.5.14``; without it they skip, unless
+EDGEDET_REQUIRE_TRITON_TEST=1 (as in CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, run_edgedet
+from edgedet.errors import BackendError, EdgedetError
+from edgedet.export.nms import NMSConfig
+from edgedet.export.onnx_export import ExportOptions, export_model
+from edgedet.runtime import Detector
+
+pytest.importorskip("tritonclient.grpc", reason="tritonclient[http,grpc] (the dev extra) is not installed")
+
+from edgedet.serve.config import parse, to_text  # noqa: E402
+from edgedet.serve.repository import write_repository  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from serve_load import encode, memory_growth, run_load  # noqa: E402
+
+HAS_SERVER = importlib.util.find_spec("pytriton") is not None
+if not HAS_SERVER and os.environ.get("EDGEDET_REQUIRE_TRITON_TEST") == "1":
+    raise RuntimeError("EDGEDET_REQUIRE_TRITON_TEST=1 but tritonserver is absent: pip install --no-deps nvidia-pytriton==0.5.14")
+needs_server = pytest.mark.skipif(not HAS_SERVER, reason="pip install --no-deps nvidia-pytriton==0.5.14")
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_checkpoint, synth, tmp_path_factory) -> dict:
+    """The trained fixture: batch 1 in FP32/FP16/INT8, a dynamic batch of 4, and a TensorRT plan's files (the plan
+    bytes cannot be built here, so a placeholder beside its real sidecar: the repository only copies it)."""
+    out = tmp_path_factory.mktemp("serve-exp")
+    nms = NMSConfig("onnx", score_thresh=0.05)
+    one = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, fp16=True, int8=True,
+                                     calib_images=str(synth.images_dir), calib_count=32, out_dir=str(out)))
+    dyn = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, dynamic_batch=4,
+                                     name="tiny_dyn4", out_dir=str(out)))
+    plan = out / "tiny_plan.plan"
+    plan.write_bytes(b"placeholder plan")
+    meta = json.loads(Path(one.artifacts["fp16"]).with_suffix(".json").read_text())
+    (out / "tiny_plan.json").write_text(json.dumps({**meta, "batch": {"dynamic": True, "max": 8}}))
+    return {**one.artifacts, "dyn4": dyn.artifacts["fp32"], "plan": plan}
+
+
+def _configs(repo: Path) -> dict:
+    return {p.parent.name: parse(p.read_text()) for p in sorted(repo.glob("*/config.pbtxt"))}
+
+
+def test_every_config_parses_into_tritons_model_config(exports, tmp_path):
+    engines = [Path(exports[k]) for k in ("fp32", "fp16", "int8", "dyn4", "plan")]
+    repo = tmp_path / "repo"
+    models = write_repository(engines, repo, kind="gpu", instances=2, queue_delay_us=300)
+    configs = _configs(repo)
+    assert sorted(configs) == sorted(models) and len(models) == 14  # 4 ONNX × 3 models + plan × 2
+    for name, cfg in configs.items():
+        assert cfg.name == name
+        text = (repo / name / "config.pbtxt").read_text()
+        assert to_text(parse(text)) == text  # what Triton reads back is what was written
+        meta = json.loads(cfg.parameters["edgedet_metadata"].string_value)
+        classes = (repo / name / "labels.txt").read_text().splitlines()
+        assert classes == meta["classes"] and len(classes) == 3
+        dynamic = meta["batch"].get("dynamic", False)
+        if name.endswith("_e2e"):
+            assert cfg.backend == "python" and [i.name for i in cfg.input] == ["image"] and cfg.input[0].allow_ragged_batch
+            assert cfg.max_batch_size >= 8 and cfg.dynamic_batching.max_queue_delay_microseconds == 300
+        else:
+            assert [i.name for i in cfg.input] == ["images"]
+            assert cfg.max_batch_size == (meta["batch"]["max"] if dynamic else 0)
+            assert cfg.HasField("dynamic_batching") == dynamic
+            dims = list(cfg.input[0].dims)
+            assert dims == ([] if dynamic else [meta["batch"]["size"]]) + [*meta["input"]["size"], 3]
+        assert [o.name for o in cfg.output][:4] == ["num_dets", "boxes", "scores", "labels"]
+        assert cfg.output[3].label_filename == "labels.txt"
+        kind = cfg.instance_group[0].kind
+        native = not name.endswith(("_cpu", "_e2e"))
+        on_gpu = native or (name.startswith("tiny_plan") and name.endswith("_e2e"))
+        assert kind == (cfg.instance_group[0].KIND_GPU if on_gpu else cfg.instance_group[0].KIND_CPU), name
+        assert cfg.instance_group[0].count == 2
+    assert configs["tiny_plan"].platform == "tensorrt_plan" and (repo / "tiny_plan" / "1" / "model.plan").is_file()
+    nvinfer = (repo / "tiny_plan" / "nvinfer_config.txt").read_text()
+    assert "network-mode=2" in nvinfer and "batch-size=8" in nvinfer and "num-detected-classes=3" in nvinfer
+    ort = configs["ssdlite_tiny_int8"]
+    assert ort.platform == "onnxruntime_onnx"
+    accel = ort.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
+    assert "tiny_plan_cpu" not in configs  # a plan runs on TensorRT only
+    assert (repo / "README.md").read_text().count("edgedet serve start") == 1
+
+
+def test_cpu_kind_and_no_batching(exports, tmp_path):
+    write_repository([Path(exports["dyn4"])], tmp_path / "r", kind="cpu", batching=False)
+    cfg = _configs(tmp_path / "r")
+    assert cfg["tiny_dyn4"].instance_group[0].kind == cfg["tiny_dyn4"].instance_group[0].KIND_CPU
+    assert not cfg["tiny_dyn4"].optimization.HasField("execution_accelerators")
+    assert not any(c.HasField("dynamic_batching") for c in cfg.values())
+
+
+def test_serve_export_bad_inputs(exports, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "keep.txt").write_text("x")
+    bare = tmp_path / "bare.onnx"
+    shutil.copy(exports["fp32"], bare)
+    import onnx
+
+    model = onnx.load(str(bare))
+    del model.metadata_props[:]
+    onnx.save(model, str(bare))
+    efficient = export_model(ExportOptions(model="ssdlite_tiny", nms=NMSConfig("efficient"), out_dir=str(tmp_path / "e")))
+    (tmp_path / "x.pt").write_text("x")
+    new = tmp_path / "new"
+    cases = [
+        (["--engine", str(tmp_path / "missing.onnx"), "-o", str(new)], "engine not found"),
+        (["--engine", str(exports["fp32"]), "-o", str(repo)], f"{repo} exists"),
+        (["--engine", str(tmp_path / "x.pt"), "-o", str(new)], "expected an .onnx export"),
+        (["--engine", str(bare), "-o", str(new)], "no edgedet metadata"),
+        (["--engine", str(efficient.artifacts["fp32"]), "-o", str(new)], "--nms onnx"),
+        (["--engine", str(exports["fp32"]), str(bare), "-o", str(new)], "no edgedet metadata"),
+        (["-o", str(new)], "needs --engine"),
+    ]
+    for args, fragment in cases:
+        assert_one_line_error(run_edgedet("serve", "export", *args), fragment)
+    assert (repo / "keep.txt").read_text() == "x" and not new.exists()  # nothing lost, nothing half-written
+    assert not list(tmp_path.glob(".new.partial-*"))
+    with pytest.raises(EdgedetError, match="expected an .onnx export"):
+        write_repository([tmp_path / "x.pt"], tmp_path / "r2")
+
+
+# --- a real server ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(exports, synth, tmp_path_factory):
+    from edgedet.data.imageio import read_image
+    from edgedet.serve.server import TritonServer, free_port
+
+    repo = tmp_path_factory.mktemp("serve-repo") / "repo"
+    write_repository([Path(exports["dyn4"])], repo, kind="cpu", queue_delay_us=200)
+    server = TritonServer(repo, http_port=free_port(), grpc_port=free_port(), ready_timeout_s=180)
+    images = [read_image(p) for p in sorted(synth.images_dir.iterdir())[-12:]]
+    local = Detector(exports["dyn4"], backend="openvino")
+    yield {"server": server, "model": "tiny_dyn4_e2e", "images": images, "local": local, "expected": local(images),
+           "engine": Path(exports["dyn4"])}
+    server.stop()
+
+
+def _assert_same(got, want) -> int:
+    assert len(got) == len(want)
+    compared = 0
+    for g, w in zip(got, want):
+        assert len(g) == len(w) and (g.labels == w.labels).all()
+        assert np.abs(g.boxes - w.boxes).max(initial=0) <= 1e-3 and np.abs(g.scores - w.scores).max(initial=0) <= 1e-5
+        compared += len(w)
+    return compared
+
+
+@needs_server
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_served_detections_equal_the_local_detector(served, protocol):
+    from edgedet.serve.client import ServedDetector
+
+    s = served["server"]
+    client = ServedDetector(s.http_url if protocol == "http" else s.grpc_url, served["model"])
+    assert client.class_names == served["local"].class_names
+    compared = _assert_same(client(served["images"]), served["expected"])
+    assert compared > 10, compared
+    client.close()
+
+
+@needs_server
+def test_contract_model_on_the_cpu_equals_detector_raw(served):
+    import tritonclient.grpc as g
+
+    from edgedet.runtime.preprocess import preprocess_batch
+
+    local = served["local"]
+    batch, _ = preprocess_batch(served["images"][:4], local.input_size, local.resize, local.pad_value)
+    client = g.InferenceServerClient(f"127.0.0.1:{served['server'].grpc_port}")
+    inp = g.InferInput("images", list(batch.shape), "UINT8")
+    inp.set_data_from_numpy(batch)
+    result = client.infer("tiny_dyn4_cpu", [inp])
+    want = local.raw(batch)
+    assert want["num_dets"].sum() > 0
+    for key in ("num_dets", "labels"):
+        assert (result.as_numpy(key) == want[key]).all()
+    assert np.abs(result.as_numpy("boxes") - want["boxes"]).max() <= 1e-3  # pixels (a few float32 ulps)
+    assert np.abs(result.as_numpy("scores") - want["scores"]).max() <= 1e-5
+
+
+@needs_server
+def test_predict_and_run_through_the_server(served, synth, tmp_path):
+    s = served["server"]
+    local, remote = tmp_path / "local.json", tmp_path / "remote.json"
+    common = ["--images", str(synth.images_dir), "--max-images", "8"]
+    proc = run_edgedet("predict", "--engine", str(served["engine"]), "--backend", "openvino", *common, "--json", str(local))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_edgedet("predict", "--server", s.grpc_url, "--served-model", served["model"], *common, "--json", str(remote))
+    assert proc.returncode == 0, proc.stderr
+    a, b = json.loads(local.read_text()), json.loads(remote.read_text())
+    assert len(a) == len(b) > 0 and a == b
+    video = tmp_path / "out.mp4"
+    proc = run_edgedet("run", "--server", s.http_url, "--served-model", served["model"], "--video", str(synth.video),
+                       "--save", str(video), "--headless", "--max-frames", "6")
+    assert proc.returncode == 0 and video.stat().st_size > 0, proc.stderr
+    proc = run_edgedet("predict", "--server", s.http_url, *common)
+    assert_one_line_error(proc, "--served-model")
+    proc = run_edgedet("predict", "--server", s.http_url, "--served-model", "tiny_dyn4_cpu", *common)
+    assert_one_line_error(proc, "not an edgedet end-to-end model")
+
+
+@needs_server
+def test_faults_get_clear_errors_and_the_server_keeps_serving(served):
+    import tritonclient.grpc as g
+
+    s = served["server"]
+    client = g.InferenceServerClient(f"127.0.0.1:{s.grpc_port}")
+
+    def send(data: np.ndarray):
+        inp = g.InferInput("image", list(data.shape), "UINT8")
+        inp.set_data_from_numpy(data)
+        return client.infer(served["model"], [inp], client_timeout=60)
+
+    good = encode(served["images"][:1])[0]
+    faults = {
+        "does not decode": np.frombuffer(b"definitely not a png", np.uint8).reshape(1, -1),
+        "over the limit": np.zeros((1, (32 << 20) + 1), np.uint8),
+        "does not decode (truncated)": good[:, : good.shape[1] // 2],
+    }
+    for fragment, data in faults.items():
+        with pytest.raises(Exception, match=fragment.split(" (")[0]):
+            send(data)
+        assert int(send(good).as_numpy("num_dets")[0, 0]) == len(served["expected"][0])
+    # A client that disconnects in the middle of its request body.
+    with socket.create_connection(("127.0.0.1", s.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /v2/models/tiny_dyn4_e2e/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"inp")
+    assert int(send(good).as_numpy("num_dets")[0, 0]) == len(served["expected"][0])
+    assert s.process.poll() is None
+
+
+@needs_server
+def test_bounded_load_no_request_lost_or_wrong_and_memory_flat(served):
+    s = served["server"]
+    address = f"127.0.0.1:{s.grpc_port}"
+    payloads = encode(served["images"])
+    load = run_load(address, served["model"], payloads, served["expected"], clients=4, requests=120)
+    assert not load.errors and load.wrong == 0 and len(load.latencies_ms) == 120, (load.errors[:3], load.wrong)
+    before, after, mem = memory_growth(s, address, served["model"], payloads, served["expected"], 2000)
+    print(f"\nserver RSS over 2000 requests: {before / 2**20:.0f} -> {after / 2**20:.0f} MiB; "
+          f"{mem.throughput:.0f} req/s at 4 clients")
+    assert not mem.errors and mem.wrong == 0 and len(mem.latencies_ms) == 2000
+    assert before > 50 << 20 and after - before < 64 << 20, (before, after)
+
+
+@needs_server
+def test_restart_in_flight_error_then_bounded_retry_succeeds(served, tmp_path):
+    from edgedet.serve.client import ServedDetector
+    from edgedet.serve.server import TritonServer, free_port
+
+    ports = free_port(), free_port()
+    repo = served["server"].repo
+    first = TritonServer(repo, http_port=ports[0], grpc_port=ports[1], models=[served["model"]])
+    client = ServedDetector(first.grpc_url, served["model"], retries=0)
+    assert len(client(served["images"][0])) == len(served["expected"][0])
+    first.stop()
+    with pytest.raises(BackendError, match="cannot reach the Triton server"):
+        client(served["images"][0])  # no retries: one clear line
+    client.retries, client.retry_window_s = 40, 120.0
+    second: list = []
+    restarter = threading.Thread(target=lambda: (time.sleep(1.0), second.append(
+        TritonServer(repo, http_port=ports[0], grpc_port=ports[1], models=[served["model"]]))))
+    restarter.start()
+    try:
+        got = client(served["images"][0])  # retried, bounded, until the server is back
+        assert len(got) == len(served["expected"][0])
+    finally:
+        restarter.join(180)
+        for srv in second:
+            srv.stop()
