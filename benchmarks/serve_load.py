@@ -131,8 +131,8 @@ def main() -> int:
     from edgedet.data.synth import make_synthetic_dataset
     from edgedet.data.imageio import read_image
     from edgedet.export.onnx_export import ExportOptions, export_model
-    from edgedet.serve.repository import write_repository
-    from edgedet.serve.server import TritonServer, free_port
+    from edgedet.runtime.triton.repository import write_repository
+    from edgedet.runtime.triton.server import TritonServer, free_port
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ssdlite_tiny", help="zoo model (random weights) when --weights is not given")
@@ -140,7 +140,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--requests", type=int, default=300, help="requests per client count and configuration")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--queue-delay-us", type=int, default=2000)
+    ap.add_argument("--queue-delay-us", type=int, default=200)
     ap.add_argument("--memory-requests", type=int, default=2000)
     args = ap.parse_args()
 

@@ -130,3 +130,20 @@ def fasterrcnn_checkpoint(tmp_path_factory):
     save_checkpoint(path, {"model": name, "model_kwargs": dict(model.edgedet_kwargs), "classes": CLASSES,
                            "state_dict": model.state_dict()})
     return path
+
+
+@pytest.fixture(scope="session")
+def fixture_exports(tiny_checkpoint, synth, tmp_path_factory) -> dict:
+    """The trained fixture exported at batch 1 (FP32, FP16, INT8: keys fp32, fp16, int8) and with a dynamic batch
+    of up to 4 (FP32: key dyn4), for the tests that run one export in two places (C++ and Python, Triton and a
+    local Detector)."""
+    from edgedet.export.nms import NMSConfig
+    from edgedet.export.onnx_export import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("fixture-exports")
+    nms = NMSConfig("onnx", score_thresh=0.05)
+    fixed = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, fp16=True, int8=True,
+                                       calib_images=str(synth.images_dir), calib_count=64, out_dir=str(out)))
+    dyn = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, dynamic_batch=4,
+                                     name="tiny_dyn4", out_dir=str(out)))
+    return {**fixed.artifacts, "dyn4": dyn.artifacts["fp32"]}

@@ -91,15 +91,9 @@ def _non_contract_onnx(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def ssd_exports(tiny_checkpoint, synth, tmp_path_factory) -> dict:
+def ssd_exports(fixture_exports) -> dict:
     """The trained fixture at batch 1 (FP32, FP16, INT8) and with a dynamic batch of up to 4 (FP32)."""
-    out = tmp_path_factory.mktemp("cpp-ssd")
-    nms = NMSConfig("onnx", score_thresh=0.05)
-    fixed = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, fp16=True, int8=True,
-                                       calib_images=str(synth.images_dir), calib_count=64, out_dir=str(out)))
-    dyn = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, dynamic_batch=4,
-                                     name="ssd_dyn4", out_dir=str(out)))
-    return {**fixed.artifacts, "dyn4": dyn.artifacts["fp32"]}
+    return fixture_exports
 
 
 @pytest.fixture(scope="module")

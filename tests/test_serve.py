@@ -28,8 +28,8 @@ from edgedet.runtime import Detector
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[http,grpc] (the dev extra) is not installed")
 
-from edgedet.serve.config import parse, to_text  # noqa: E402
-from edgedet.serve.repository import write_repository  # noqa: E402
+from edgedet.runtime.triton.config import parse, to_text  # noqa: E402
+from edgedet.runtime.triton.repository import write_repository  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from serve_load import encode, memory_growth, run_load  # noqa: E402
@@ -41,20 +41,15 @@ needs_server = pytest.mark.skipif(not HAS_SERVER, reason="pip install --no-deps 
 
 
 @pytest.fixture(scope="module")
-def exports(tiny_checkpoint, synth, tmp_path_factory) -> dict:
+def exports(fixture_exports, tmp_path_factory) -> dict:
     """The trained fixture: batch 1 in FP32/FP16/INT8, a dynamic batch of 4, and a TensorRT plan's files (the plan
     bytes cannot be built here, so a placeholder beside its real sidecar: the repository only copies it)."""
     out = tmp_path_factory.mktemp("serve-exp")
-    nms = NMSConfig("onnx", score_thresh=0.05)
-    one = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, fp16=True, int8=True,
-                                     calib_images=str(synth.images_dir), calib_count=32, out_dir=str(out)))
-    dyn = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=nms, dynamic_batch=4,
-                                     name="tiny_dyn4", out_dir=str(out)))
     plan = out / "tiny_plan.plan"
     plan.write_bytes(b"placeholder plan")
-    meta = json.loads(Path(one.artifacts["fp16"]).with_suffix(".json").read_text())
+    meta = json.loads(Path(fixture_exports["fp16"]).with_suffix(".json").read_text())
     (out / "tiny_plan.json").write_text(json.dumps({**meta, "batch": {"dynamic": True, "max": 8}}))
-    return {**one.artifacts, "dyn4": dyn.artifacts["fp32"], "plan": plan}
+    return {**fixture_exports, "plan": plan}
 
 
 def _configs(repo: Path) -> dict:
@@ -147,7 +142,7 @@ def test_serve_export_bad_inputs(exports, tmp_path):
 @pytest.fixture(scope="module")
 def served(exports, synth, tmp_path_factory):
     from edgedet.data.imageio import read_image
-    from edgedet.serve.server import TritonServer, free_port
+    from edgedet.runtime.triton.server import TritonServer, free_port
 
     repo = tmp_path_factory.mktemp("serve-repo") / "repo"
     write_repository([Path(exports["dyn4"])], repo, kind="cpu", queue_delay_us=200)
@@ -172,7 +167,7 @@ def _assert_same(got, want) -> int:
 @needs_server
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_served_detections_equal_the_local_detector(served, protocol):
-    from edgedet.serve.client import ServedDetector
+    from edgedet.runtime.triton.client import ServedDetector
 
     s = served["server"]
     client = ServedDetector(s.http_url if protocol == "http" else s.grpc_url, served["model"])
@@ -268,8 +263,8 @@ def test_bounded_load_no_request_lost_or_wrong_and_memory_flat(served):
 
 @needs_server
 def test_restart_in_flight_error_then_bounded_retry_succeeds(served, tmp_path):
-    from edgedet.serve.client import ServedDetector
-    from edgedet.serve.server import TritonServer, free_port
+    from edgedet.runtime.triton.client import ServedDetector
+    from edgedet.runtime.triton.server import TritonServer, free_port
 
     ports = free_port(), free_port()
     repo = served["server"].repo
@@ -291,3 +286,35 @@ def test_restart_in_flight_error_then_bounded_retry_succeeds(served, tmp_path):
         restarter.join(180)
         for srv in second:
             srv.stop()
+
+
+NVIDIA_TRITON = Path("/opt/tritonserver")
+
+
+@pytest.mark.skipif(not (NVIDIA_TRITON / "backends" / "onnxruntime").is_dir(),
+                    reason="needs NVIDIA's Triton container (/opt/tritonserver with the onnxruntime backend)")
+def test_native_models_in_nvidias_container(exports, synth, tmp_path):
+    """Where Triton has its native backends (NVIDIA's container), the onnxruntime_onnx model answers the contract
+    as the local Detector does; with TensorRT there too, build the plan with `edgedet build` and serve it alike."""
+    import tritonclient.grpc as g
+
+    from edgedet.runtime.preprocess import preprocess_batch
+    from edgedet.runtime.triton.server import TritonServer, free_port
+
+    repo = tmp_path / "repo"
+    write_repository([Path(exports["dyn4"])], repo, kind="cpu")
+    with TritonServer(repo, http_port=free_port(), grpc_port=free_port(), models=["tiny_dyn4"],
+                      binary=NVIDIA_TRITON / "bin" / "tritonserver", backends=NVIDIA_TRITON / "backends") as server:
+        local = Detector(exports["dyn4"], backend="onnxruntime")
+        from edgedet.data.imageio import read_image
+
+        frames = [read_image(p) for p in sorted(synth.images_dir.iterdir())[-3:]]
+        batch, _ = preprocess_batch(frames, local.input_size, local.resize, local.pad_value)
+        client = g.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        inp = g.InferInput("images", list(batch.shape), "UINT8")
+        inp.set_data_from_numpy(batch)
+        result = client.infer("tiny_dyn4", [inp])
+        want = local.raw(batch)
+        assert want["num_dets"].sum() > 0
+        assert (result.as_numpy("num_dets") == want["num_dets"]).all()
+        assert np.abs(result.as_numpy("boxes") - want["boxes"]).max() <= 1e-3

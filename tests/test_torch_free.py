@@ -11,7 +11,9 @@ TORCH_FREE = ["edgedet.runtime", "edgedet.runtime.detections", "edgedet.runtime.
               "edgedet.runtime.video", "edgedet.runtime.pipeline", "edgedet.runtime.bench", "edgedet.runtime.plugins",
               "edgedet.runtime.metadata", "edgedet.runtime.preprocess", "edgedet.calib.quantize", "edgedet.calib.sources",
               "edgedet.calib.trt_cache", "edgedet.export.conformance", "edgedet.export.trt_builder",
-              "edgedet.data", "edgedet.data.synth", "edgedet.errors", "edgedet.fileio"]
+              "edgedet.data", "edgedet.data.synth", "edgedet.errors", "edgedet.fileio",
+              "edgedet.runtime.triton.config", "edgedet.runtime.triton.repository", "edgedet.runtime.triton.client",
+              "edgedet.runtime.triton.server", "edgedet.runtime.triton.python_models"]
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)

@@ -53,7 +53,7 @@ def _engine_or_server(args: argparse.Namespace):
     from edgedet.errors import EdgedetError
 
     if args.server:
-        from edgedet.serve.client import ServedDetector
+        from edgedet.runtime.triton.client import ServedDetector
 
         if not args.served_model:
             raise EdgedetError("--server needs --served-model NAME (the <name>_e2e model of the repository)")

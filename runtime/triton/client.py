@@ -16,7 +16,7 @@ import numpy as np
 
 from edgedet.errors import BackendError, DataError
 from edgedet.runtime.detections import Detections
-from edgedet.serve.config import INSTALL_HINT
+from edgedet.runtime.triton.config import INSTALL_HINT
 
 ImageOrBatch = Union[np.ndarray, Sequence[np.ndarray]]
 

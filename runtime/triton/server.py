@@ -55,7 +55,7 @@ def backend_folder(root: Path, dest: Path) -> Path:
 
 def servable_models(repo: Path) -> list[str]:
     """The models of ``repo`` on the Python backend (the only backend the wheel's server has)."""
-    from edgedet.serve.config import parse
+    from edgedet.runtime.triton.config import parse
 
     found = []
     for cfg in sorted(repo.glob("*/config.pbtxt")):
@@ -74,22 +74,26 @@ class TritonServer:
     """A running ``tritonserver`` on ``repo``; a context manager that stops it."""
 
     def __init__(self, repo: str | Path, *, host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001,
-                 ready_timeout_s: float = 120.0, log: str | Path | None = None, models: list[str] | None = None) -> None:
-        """``models``: load only these (explicit model control); None loads those this server has a backend for."""
-        root = pytriton_root()
+                 ready_timeout_s: float = 120.0, log: str | Path | None = None, models: list[str] | None = None,
+                 binary: Path | None = None, backends: Path | None = None) -> None:
+        """``models``: load only these (explicit model control); None loads those the wheel's server has a backend
+        for. ``binary`` and ``backends``: another Triton install (NVIDIA's container: /opt/tritonserver)."""
         self.repo, self.host, self.http_port, self.grpc_port = Path(repo), host, http_port, grpc_port
         if not self.repo.is_dir():
             raise BackendError(f"model repository not found: {self.repo}")
         self._tmp = tempfile.TemporaryDirectory(prefix="edgedet-triton-")
-        backends = backend_folder(root, Path(self._tmp.name) / "backends")
-        libs = root.parents[1] / "nvidia_pytriton.libs"
-        env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH")) if p),
-               "EDGEDET_SITE_PACKAGES": os.environ.get("EDGEDET_SITE_PACKAGES", sysconfig.get_paths()["purelib"])}
+        env = {**os.environ, "EDGEDET_SITE_PACKAGES": os.environ.get("EDGEDET_SITE_PACKAGES", sysconfig.get_paths()["purelib"])}
+        if binary is None:
+            root = pytriton_root()
+            binary = root / "bin" / "tritonserver"
+            backends = backend_folder(root, Path(self._tmp.name) / "backends")
+            libs = root.parents[1] / "nvidia_pytriton.libs"
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH")) if p)
         self.models = servable_models(self.repo) if models is None else models
         if not self.models:
             raise BackendError(f"{self.repo} holds no model this server can run (its Python backend serves the _cpu and "
                                "_e2e models of `edgedet serve export`)")
-        cmd = [str(root / "bin" / "tritonserver"), "--model-repository", str(self.repo), "--backend-directory", str(backends),
+        cmd = [str(binary), "--model-repository", str(self.repo), *(["--backend-directory", str(backends)] if backends else []),
                "--model-control-mode", "explicit", *[f"--load-model={m}" for m in self.models],
                "--http-address", host, "--http-port", str(http_port), "--grpc-address", host, "--grpc-port", str(grpc_port),
                "--allow-metrics", "false", "--exit-timeout-secs", "10"]

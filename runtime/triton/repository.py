@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgedet.errors import EdgedetError
 from edgedet.runtime.metadata import read_metadata, require_runtime_keys, sidecar_path
-from edgedet.serve.config import Serving, model_config, to_text
+from edgedet.runtime.triton.config import Serving, model_config, to_text
 
 ONNX, PLAN = {".onnx"}, {".plan", ".engine", ".trt"}
 
@@ -38,7 +38,7 @@ for _path in os.environ.get("EDGEDET_SITE_PACKAGES", {site!r}).split({sep!r}):
     if _path and os.path.isdir(_path):
         site.addsitedir(_path)
 
-from edgedet.serve.python_models import {cls} as TritonPythonModel  # noqa: E402,F401
+from edgedet.runtime.triton.python_models import {cls} as TritonPythonModel  # noqa: E402,F401
 '''
 
 
@@ -82,7 +82,7 @@ def _python_model(role: str, cls: str) -> str:
 
 
 def write_repository(artifacts: list[Path], out: Path, *, kind: str = "gpu", instances: int = 1,
-                     queue_delay_us: int = 500, batching: bool = True, force: bool = False) -> list[str]:
+                     queue_delay_us: int = 200, batching: bool = True, force: bool = False) -> list[str]:
     """Write the repository to ``out``; returns the model names. ``kind``: where the native models' instances run."""
     if not artifacts:
         raise EdgedetError("give at least one engine: --engine FILE [FILE ...]")

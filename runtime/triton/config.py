@@ -34,7 +34,7 @@ class Serving:
 
     kind: str = "cpu"  # "gpu" (KIND_GPU) or "cpu" (KIND_CPU)
     instances: int = 1
-    queue_delay_us: int = 500  # dynamic batching: how long a request may wait for others
+    queue_delay_us: int = 200  # dynamic batching: how long a request may wait for others
     batching: bool = True  # dynamic batching where the export's batch is dynamic
 
 
