@@ -7,7 +7,7 @@
 Two servers run side by side on loopback ports, one repository each, from the same dynamic-batch export: its
 end-to-end model with dynamic batching (``--queue-delay-us``) and without. For each client count the two are
 measured alternately, round by round. Every answer is checked against a local Detector on the same image (same
-number of boxes, boxes within 0.5 px, scores within 1e-3): a lost or wrong answer is counted, never ignored.
+number of boxes, same labels, boxes within 0.5 px, scores within 1e-3): a lost or wrong answer is counted, never ignored.
 Then the batching server takes ``--memory-requests`` more requests while the resident memory of the server and
 its backend processes is sampled.
 """
@@ -66,7 +66,9 @@ def _same(result, want) -> bool:
     if k != len(want):
         return False
     boxes, scores = result.as_numpy("boxes")[0, :k], result.as_numpy("scores")[0, :k]
-    return bool(np.abs(boxes - want.boxes).max(initial=0) <= 0.5 and np.abs(scores - want.scores).max(initial=0) <= 1e-3)
+    labels = result.as_numpy("labels")[0, :k]
+    return bool((labels == want.labels).all() and np.abs(boxes - want.boxes).max(initial=0) <= 0.5
+                and np.abs(scores - want.scores).max(initial=0) <= 1e-3)
 
 
 def run_load(grpc_address: str, model: str, payloads: list[np.ndarray], expected: list, *, clients: int,
@@ -106,10 +108,11 @@ def run_load(grpc_address: str, model: str, payloads: list[np.ndarray], expected
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
     start = time.perf_counter()
+    deadline = time.monotonic() + timeout_s + requests * 1.0  # one bound for the whole run: a second a request at most
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout_s * requests)
+        t.join(max(0.0, deadline - time.monotonic()))
     out.seconds = time.perf_counter() - start
     if any(t.is_alive() for t in threads):
         out.errors.append("a client thread did not finish in time")

@@ -226,7 +226,7 @@ def test_resized_buffers_match_python(cpp_build, val_images, frcnn_images, tmp_p
     """Debian's OpenCV 4.6 against the pip OpenCV: identical geometry and padding, and pixel values within one
     level on >= 99.9 % of pixels (INTER_LINEAR may differ in the last bit between builds)."""
     images = sorted(val_images.iterdir())[:3] + sorted(frcnn_images.iterdir())
-    compared = 0
+    assert len(images) == 9
     for i, path in enumerate(images):
         for h, w in [(160, 160), (320, 256), (97, 131)]:
             raw = tmp_path / f"{i}-{h}x{w}.rgb"
@@ -244,8 +244,6 @@ def test_resized_buffers_match_python(cpp_build, val_images, frcnn_images, tmp_p
                 pad[:nh, :nw] = False
                 assert (cpp[pad] == PAD).all() and (py[pad] == PAD).all(), (path, h, w)
             assert diff.max() <= 1 and (diff == 0).mean() >= 0.999, (path, h, w, diff.max(), (diff == 0).mean())
-            compared += diff.size
-    assert compared > 0
 
 
 @pytest.mark.parametrize("key,batch", [("fp32", 1), ("fp16", 1), ("int8", 1), ("dyn4", 4), ("dyn4", 1)])
@@ -338,7 +336,8 @@ def test_bench_and_run(cpp_build, ssd_exports, synth, tmp_path):
     assert proc.returncode == 0, proc.stderr
     stats = json.loads(proc.stdout)
     assert set(BenchResult.__dataclass_fields__) <= stats.keys()  # the statistics of `edgedet bench`
-    assert stats["batch"] == 4 and 0 < stats["p50_ms"] <= stats["p99_ms"] and stats["e2e_mean_ms"] >= stats["mean_ms"]
+    assert stats["batch"] == 4 and stats["iters"] == 5 and stats["backend"] == "openvino"
+    assert 0 < stats["p50_ms"] <= stats["p99_ms"] and stats["preprocess_ms"] > 0 and stats["throughput_ips"] > 0
     video = tmp_path / "out.mp4"
     proc = _run([cli, "run", "--engine", ssd_exports["fp32"], "--video", synth.video, "--save", video, "--headless",
                  "--max-frames", "12"])

@@ -51,12 +51,14 @@ def run(args: argparse.Namespace) -> int:
 
     from edgedet.runtime.triton.server import TritonServer
 
-    with TritonServer(args.repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port) as server:
+    server = TritonServer(args.repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+                          log=Path(args.repo).with_name(f"{Path(args.repo).name}.tritonserver.log"))
+    with server:
         log.note(f"tritonserver ready: {server.http_url} (HTTP), {server.grpc_url} (gRPC), serving {', '.join(server.models)} "
                  f"(native TensorRT/ONNX Runtime models need NVIDIA's Triton container); log {server.log_path}; Ctrl-C stops it")
         try:
             while server.process.poll() is None:
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            pass
-    return 0
+            return 0
+        raise EdgedetError(f"tritonserver stopped by itself (exit {server.process.returncode}): {server.last_error()}")

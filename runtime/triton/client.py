@@ -24,10 +24,10 @@ ImageOrBatch = Union[np.ndarray, Sequence[np.ndarray]]
 def parse_server(url: str) -> tuple[str, str]:
     """``(protocol, host:port)`` of ``http://h:p``, ``grpc://h:p`` or ``h:p`` (HTTP)."""
     protocol, _, rest = url.rpartition("://")
-    protocol = protocol.lower() or "http"
+    protocol, rest = protocol.lower() or "http", rest.rstrip("/")
     if protocol not in ("http", "grpc") or not rest or ":" not in rest or not rest.rsplit(":", 1)[1].isdigit():
         raise DataError(f"--server must be http://HOST:PORT or grpc://HOST:PORT, not {url!r}")
-    return protocol, rest.rstrip("/")
+    return protocol, rest
 
 
 class ServedDetector:
@@ -126,5 +126,6 @@ def _unreachable(e: BaseException) -> bool:
         return True
     status = str(getattr(e, "status", lambda: "")() or "")
     text = _message(e).lower()
+    # Not timeouts: a server that is slow, not gone, would get the same request again.
     return "unavailable" in status.lower() or any(w in text for w in ("connect", "refused", "reset", "broken pipe",
-                                                                          "unavailable", "timed out"))
+                                                                          "unavailable"))

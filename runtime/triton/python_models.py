@@ -37,7 +37,8 @@ class _Model:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         engine = Path(args["model_repository"]) / args["model_version"] / params["engine_file"]
         threads = int(params.get("threads", "0")) or None
-        self.detector = Detector(engine, backend=params.get("backend", "auto"), threads=threads)
+        self.detector = Detector(engine, backend=params.get("backend", "auto"), device=params.get("device") or None,
+                                 threads=threads)
         self.k = int(params["max_dets"])
         self.batched = int(config.get("max_batch_size", 0)) > 0
 

@@ -27,10 +27,14 @@ from edgedet.runtime.metadata import read_metadata, require_runtime_keys, sideca
 from edgedet.runtime.triton.config import Serving, model_config, to_text
 
 ONNX, PLAN = {".onnx"}, {".plan", ".engine", ".trt"}
+MARKER = "README.md"  # what marks a folder as a repository this wrote (and may replace with --force)
 
 MODEL_PY = '''"""Triton Python-backend model written by `edgedet serve export`: {role}."""
 import os
 import site
+
+# Before OpenCV loads: a small file that decodes to a huge image is refused by the decoder, not after it.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "64000000")
 
 # Where edgedet and its dependencies are installed (the Python that wrote this repository);
 # EDGEDET_SITE_PACKAGES (folders separated by {sep!r}) overrides it, e.g. inside a Triton container.
@@ -88,10 +92,13 @@ def write_repository(artifacts: list[Path], out: Path, *, kind: str = "gpu", ins
         raise EdgedetError("give at least one engine: --engine FILE [FILE ...]")
     if out.exists() and not force:
         raise EdgedetError(f"{out} exists; pass --force to overwrite it")
+    if out.exists() and not (out / MARKER).is_file():
+        raise EdgedetError(f"{out} is not a repository written by edgedet serve export (no {MARKER}); not replacing it")
     metas = [(Path(a), _metadata(Path(a))) for a in artifacts]
     names = [model_name(a) for a, _ in metas]
-    if len(set(names)) != len(names):
-        raise EdgedetError(f"two engines would get the same model name: {', '.join(sorted(names))}")
+    every = [f"{n}{tail}" for (a, _), n in zip(metas, names) for tail in ("", "_e2e", *(("_cpu",) if a.suffix.lower() in ONNX else ()))]
+    if len(set(every)) != len(every):
+        raise EdgedetError(f"two engines would give models the same name ({', '.join(sorted(every))}); rename one")
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -99,10 +106,12 @@ def write_repository(artifacts: list[Path], out: Path, *, kind: str = "gpu", ins
     try:
         for (artifact, meta), name in zip(metas, names):
             written += _write_engine(partial, artifact, meta, name, kind, instances, queue_delay_us, batching)
-        (partial / "README.md").write_text(_readme(out, written))
+        (partial / MARKER).write_text(_readme(out, written))
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
-            shutil.rmtree(out)
+            out.rename(old)  # the old repository stays whole until the new one is in place
         partial.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -131,13 +140,14 @@ def _write_engine(repo: Path, artifact: Path, meta: dict, name: str, kind: str, 
         config = model_config(name, meta, k, native, platform="onnxruntime_onnx",
                               accelerators=accel if kind == "gpu" else None)
         _write_model(repo / name, config, classes, {"model.onnx": artifact})
-        cpu = model_config(f"{name}_cpu", meta, k, on_cpu, backend="python", parameters={**common, "backend": "auto"})
+        cpu = model_config(f"{name}_cpu", meta, k, on_cpu, backend="python",
+                           parameters={**common, "backend": "auto", "device": "cpu"})
         _write_model(repo / f"{name}_cpu", cpu, classes,
                      {**engine_files, "model.py": _python_model("the engine contract on the CPU", "ContractModel")})
         models.append(f"{name}_cpu")
     e2e_serving = native if suffix in PLAN else on_cpu  # an ONNX export's e2e model runs it on the CPU
     e2e = model_config(f"{name}_e2e", meta, k, e2e_serving, backend="python", end_to_end=True,
-                       parameters={**common, "backend": "tensorrt" if suffix in PLAN else "auto"})
+                       parameters={**common, **({"backend": "tensorrt"} if suffix in PLAN else {"backend": "auto", "device": "cpu"})})
     _write_model(repo / f"{name}_e2e", e2e, classes,
                  {**engine_files, "model.py": _python_model("encoded images in, detections out", "EndToEndModel")})
     return [name, *models, f"{name}_e2e"]
@@ -178,9 +188,9 @@ Models:
 `<name>` runs the engine on Triton's native backend (`tensorrt_plan` or `onnxruntime_onnx`), inputs and outputs
 the edgedet contract (uint8 `images` NHWC resized to the network size; `num_dets`, `boxes`, `scores`, `labels`).
 `<name>_cpu` serves the same contract through Triton's Python backend and `edgedet.runtime` (OpenVINO or ONNX
-Runtime), for machines without a GPU. `<name>_e2e` takes encoded JPEG/PNG bytes (`image`, BYTES) and returns
-detections in original-image pixels with `class_names`. Class names are in each model's `labels.txt`; the export's
-metadata is the model parameter `edgedet_metadata`.
+Runtime), for machines without a GPU. `<name>_e2e` takes one encoded JPEG/PNG image per request (`image`, UINT8
+[1, n]) and returns `num_dets`, `boxes` in original-image pixels, `scores` and `labels`. Class names are in each
+model's `labels.txt`; the export's metadata is the model parameter `edgedet_metadata`.
 
 Start a server on this machine (no GPU needed for the `_cpu` and `_e2e` models of an ONNX export):
 

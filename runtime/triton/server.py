@@ -118,7 +118,7 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BackendError(f"tritonserver exited with {self.process.returncode}: {self._last_error()}")
+                raise BackendError(f"tritonserver exited with {self.process.returncode}: {self.last_error()}")
             try:
                 with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as r:
                     if r.status == 200:
@@ -126,10 +126,12 @@ class TritonServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.25)
-        raise BackendError(f"tritonserver was not ready within {timeout_s:.0f} s: {self._last_error()}")
+        raise BackendError(f"tritonserver was not ready within {timeout_s:.0f} s: {self.last_error()}")
 
-    def _last_error(self) -> str:
-        self._log.flush()
+    def last_error(self) -> str:
+        """The first error line of the server's log."""
+        if not self._log.closed:
+            self._log.flush()
         lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines()
                  if (ln.startswith("E") or ln.startswith("error")) and "CudaDriverHelper" not in ln]
         return lines[0].strip() if lines else f"see {self.log_path}"
@@ -156,18 +158,26 @@ class TritonServer:
         return total
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+        """Stop the server and every process of its group (the backend stubs too, even when the server died)."""
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
             try:
                 self.process.wait(timeout_s)
+                if sig == signal.SIGTERM:
+                    time.sleep(0.2)  # the stubs leave after the server; then SIGKILL finds nothing or the stragglers
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait(timeout_s)
-        self._log.close()
+                continue
+        if not self._log.closed:
+            self._log.close()
+        self._tmp.cleanup()  # the backend folder (and the log, unless it was given a path of its own)
 
     def __enter__(self) -> TritonServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._tmp.cleanup()

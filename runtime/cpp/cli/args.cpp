@@ -107,7 +107,12 @@ Options Args::engine_options() const {
 }
 
 void refuse_existing(const std::string& path, bool force) {
-  if (!force && std::filesystem::exists(path)) throw UsageError(path + " exists; pass --force to overwrite it");
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw UsageError(path + " is a folder; give a file name");
+  if (!force && std::filesystem::exists(path, ec)) throw UsageError(path + " exists; pass --force to overwrite it");
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty() && !std::filesystem::is_directory(parent, ec) && !std::filesystem::create_directories(parent, ec))
+    throw UsageError("cannot create the folder of " + path + (ec ? ": " + ec.message() : ""));
 }
 
 void atomic_write(const std::string& path, const std::string& text, bool force) {

@@ -63,6 +63,13 @@ int run(const Args& args) {
 
   cv::VideoWriter writer;
   std::filesystem::path tmp;
+  struct RemovePartial {  // an interrupted or failed run leaves no partial video behind
+    std::filesystem::path* path;
+    ~RemovePartial() {
+      std::error_code ignored;
+      if (!path->empty()) std::filesystem::remove(*path, ignored);
+    }
+  } cleanup{&tmp};
   cv::Mat frame;
   int frames = 0;
   double model_ms = 0;
@@ -94,6 +101,7 @@ int run(const Args& args) {
     std::error_code ec;
     std::filesystem::rename(tmp, save, ec);
     if (ec) throw Error("cannot write " + save + ": " + ec.message());
+    tmp.clear();
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cerr << "edgedet-cpp: run: " << frames << " frames, " << frames / secs << " FPS, model " << model_ms / frames

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
       cv::rectangle(image, cv::Point2f(d.box[0], d.box[1]), cv::Point2f(d.box[2], d.box[3]), {0, 255, 0}, 2);
     }
     if (argc > 3 && !cv::imwrite(argv[3], image)) throw edgedet::Error(std::string("cannot write ") + argv[3]);
-  } catch (const edgedet::Error& e) {
+  } catch (const std::exception& e) {  // edgedet::Error, and what OpenCV may throw
     std::cerr << "error: " << e.what() << "\n";
     return 1;
   }

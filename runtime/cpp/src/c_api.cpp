@@ -1,13 +1,22 @@
 // The C API over edgedet::Detector: exceptions become status codes and a per-thread message.
 #include "edgedet/edgedet.h"
 
+#include <deque>
 #include <string>
 
 #include "edgedet/detector.hpp"
 
 struct edgedet_detector {
   edgedet::Detector detector;
-  std::vector<edgedet::Detection> last;  // keeps class_name strings alive for the caller
+  std::deque<std::string> names;  // class_name strings handed out: stable until edgedet_free (a deque never moves them)
+
+  const char* name_of(const edgedet::Detection& d) {
+    const auto& classes = detector.metadata().classes;
+    if (d.label >= 0 && d.label < static_cast<int>(classes.size())) return classes[d.label].c_str();
+    for (const auto& n : names)  // labels outside the class list (no metadata names): the label as text, kept
+      if (n == d.class_name) return n.c_str();
+    return names.emplace_back(d.class_name).c_str();
+  }
 };
 
 namespace {
@@ -68,11 +77,11 @@ edgedet_status edgedet_detect(edgedet_detector* detector, const uint8_t* pixels,
     return fail(EDGEDET_INVALID_ARGUMENT, "edgedet_detect: color must be EDGEDET_BGR or EDGEDET_RGB");
   return guarded([&] {
     const cv::Mat image(height, width, CV_8UC(channels), const_cast<uint8_t*>(pixels), stride);
-    detector->last = detector->detector.detect(image, color == EDGEDET_RGB ? edgedet::Color::RGB : edgedet::Color::BGR);
-    const int n = std::min(capacity, static_cast<int>(detector->last.size()));
+    const auto dets = detector->detector.detect(image, color == EDGEDET_RGB ? edgedet::Color::RGB : edgedet::Color::BGR);
+    const int n = std::min(capacity, static_cast<int>(dets.size()));
     for (int i = 0; i < n; ++i) {
-      const auto& d = detector->last[i];
-      out[i] = {d.box[0], d.box[1], d.box[2], d.box[3], d.score, d.label, d.class_name.c_str()};
+      const auto& d = dets[i];
+      out[i] = {d.box[0], d.box[1], d.box[2], d.box[3], d.score, d.label, detector->name_of(d)};
     }
     *count = n;
     return EDGEDET_OK;

@@ -56,7 +56,7 @@ std::unique_ptr<detail::Backend> open_backend(const std::string& path, const Opt
     return detail::make_tensorrt_backend(path, options);
 #else
     throw Error("this edgedet C++ runtime was built without TensorRT; rebuild it where TensorRT is installed "
-                "(cmake -DEDGEDET_WITH_TENSORRT=ON)");
+                "(cmake -DEDGEDET_TENSORRT=ON -DTENSORRT_ROOT=...)");
 #endif
   }
 #ifdef EDGEDET_WITH_OPENVINO

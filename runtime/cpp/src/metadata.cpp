@@ -41,6 +41,8 @@ int positive_int(const nlohmann::json& v, const std::string& source, const std::
 
 }  // namespace
 
+static Metadata parse_fields(const nlohmann::json& j, const std::string& source);
+
 Metadata parse_metadata(const std::string& text, const std::string& source) {
   nlohmann::json j;
   try {
@@ -50,6 +52,14 @@ Metadata parse_metadata(const std::string& text, const std::string& source) {
                 "); re-export, or delete the sidecar to use the engine's own shapes");
   }
   if (!j.is_object()) throw Error("metadata " + source + " is not a JSON object");
+  try {
+    return parse_fields(j, source);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type (null, a number for a string, ...)
+    fail(source, std::string("a field has the wrong type (") + e.what() + ")");
+  }
+}
+
+static Metadata parse_fields(const nlohmann::json& j, const std::string& source) {
   const auto version = j.value("schema_version", nlohmann::json(kSchemaVersion));
   if (!version.is_number_integer() || version.get<long long>() > kSchemaVersion)
     throw Error("metadata " + source + " has schema version " + version.dump() + "; this edgedet reads up to " +

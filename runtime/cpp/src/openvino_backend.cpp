@@ -126,6 +126,8 @@ class OpenVinoBackend final : public Backend {
     shape_.height = static_cast<int>(ps[1].get_length());
     shape_.width = static_cast<int>(ps[2].get_length());
     shape_.fixed_batch = ps[0].is_static() ? static_cast<int>(ps[0].get_length()) : 0;
+    // Every output's trailing dims, with one static K: the Detector indexes them as [B, 1], [B, K, 4], [B, K].
+    std::vector<ov::PartialShape> shapes;
     for (const auto& spec : kOutputs) {
       std::optional<ov::Output<ov::Node>> found;
       for (const auto& out : model_->outputs())
@@ -136,11 +138,18 @@ class OpenVinoBackend final : public Backend {
           os.rank().get_length() != static_cast<int64_t>(spec.rank))
         refuse(std::string("output '") + spec.name + "' must be " + spec.type.get_type_name() + " of rank " +
                std::to_string(spec.rank) + ", not " + found->get_element_type().get_type_name() + " " + os.to_string());
-      if (spec.rank >= 2 && std::string(spec.name) == "scores") {
-        if (os[1].is_dynamic()) refuse("scores must have a fixed K");
-        shape_.max_dets = static_cast<int>(os[1].get_length());
-      }
+      shapes.push_back(os);
     }
+    const auto fixed = [](const ov::Dimension& d, int64_t want) { return d.is_static() && (want < 0 || d.get_length() == want); };
+    if (!fixed(shapes[2][1], -1) || shapes[2][1].get_length() < 1) refuse("scores must be [B, K] with a fixed K");
+    const int64_t k = shapes[2][1].get_length();
+    if (!fixed(shapes[0][1], 1) || !fixed(shapes[1][1], k) || !fixed(shapes[1][2], 4) || !fixed(shapes[3][1], k))
+      refuse("outputs must be num_dets [B, 1], boxes [B, K, 4], scores [B, K], labels [B, K] with one K, not " +
+             shapes[0].to_string() + ", " + shapes[1].to_string() + ", " + shapes[2].to_string() + ", " + shapes[3].to_string());
+    for (const auto& os : shapes)
+      if (os[0].is_static() != ps[0].is_static() || (os[0].is_static() && os[0].get_length() != ps[0].get_length()))
+        refuse("every output's batch must be the input's, not " + os.to_string() + " for input " + ps.to_string());
+    shape_.max_dets = static_cast<int>(k);
   }
 
   std::string name_;

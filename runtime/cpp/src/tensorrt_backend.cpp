@@ -225,7 +225,7 @@ class TensorRtBackend final : public Backend {
     if (!in.read(plan.data(), static_cast<std::streamsize>(plan.size()))) throw Error("engine not found: " + path);
 
     init_plugins();
-    activate();  // deserialize, allocate and bind on the chosen device
+    const DeviceScope scope(*this);  // deserialize, allocate and bind on the chosen device
     runtime_.reset(nvinfer1::createInferRuntime(logger()));
     if (!runtime_) throw Error("cannot create a TensorRT runtime for " + path_ + " (see the TensorRT log)");
     engine_.reset(runtime_->deserializeCudaEngine(plan.data(), plan.size()));
@@ -236,6 +236,8 @@ class TensorRtBackend final : public Backend {
   }
 
   ~TensorRtBackend() override {  // no throwing here: errors while freeing are ignored
+    int previous = -1;
+    if (cudaGetDevice(&previous) != cudaSuccess) previous = -1;
     cudaSetDevice(device_);
     if (stream_) cudaStreamSynchronize(stream_);  // no copy or kernel may still use the buffers
     context_.reset();  // TensorRT objects before the memory they use
@@ -246,6 +248,7 @@ class TensorRtBackend final : public Backend {
       if (b.host) cudaFreeHost(b.host);
     }
     if (stream_) cudaStreamDestroy(stream_);
+    if (previous >= 0) cudaSetDevice(previous);
   }
 
   TensorRtBackend(const TensorRtBackend&) = delete;
@@ -258,7 +261,7 @@ class TensorRtBackend final : public Backend {
     const EngineShape& s = layout_.shape;
     if (context_) throw Error("TensorRT engine " + name_ + ": reserve() called twice");
     if (max_batch < 1 || max_batch > s.max_batch) throw batch_error(max_batch, s.max_batch);
-    activate();
+    const DeviceScope scope(*this);
     context_.reset(engine_->createExecutionContext());
     if (!context_) throw Error("cannot create a TensorRT execution context for " + path_ + " (out of GPU memory?)");
     check(cudaStreamCreate(&stream_), "cudaStreamCreate");
@@ -285,7 +288,7 @@ class TensorRtBackend final : public Backend {
     // A fixed-batch engine (or a profile whose minimum exceeds the batch) runs its full batch; rows past `batch`
     // hold stale bytes from earlier calls and their outputs are dropped.
     const int run = layout_.dynamic ? std::max(batch, layout_.shape.min_batch) : layout_.shape.fixed_batch;
-    activate();
+    const DeviceScope scope(*this);
     if (layout_.dynamic && run != bound_) {
       Dims dims{};
       dims.nbDims = 4;
@@ -321,11 +324,25 @@ class TensorRtBackend final : public Backend {
     void* host = nullptr;  // pinned
   };
 
-  void activate() const {
-    const cudaError_t status = cudaSetDevice(device_);
-    if (status != cudaSuccess)
-      throw Error("cannot use CUDA device " + std::to_string(device_) + " for " + path_ + ": " + cudaGetErrorString(status));
-  }
+  //! The engine's device for one call, and the caller's device back afterwards (as the Python runtime's
+  //! activate/deactivate do): an application using CUDA on another GPU keeps its current device.
+  class DeviceScope {
+   public:
+    explicit DeviceScope(const TensorRtBackend& b) {
+      if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+      const cudaError_t status = cudaSetDevice(b.device_);
+      if (status != cudaSuccess)
+        throw Error("cannot use CUDA device " + std::to_string(b.device_) + " for " + b.path_ + ": " + cudaGetErrorString(status));
+    }
+    ~DeviceScope() {
+      if (previous_ >= 0) cudaSetDevice(previous_);
+    }
+    DeviceScope(const DeviceScope&) = delete;
+    DeviceScope& operator=(const DeviceScope&) = delete;
+
+   private:
+    int previous_ = -1;
+  };
 
   void check(cudaError_t status, const char* call) const {
     if (status != cudaSuccess) throw Error(std::string(call) + " failed for " + path_ + ": " + cudaGetErrorString(status));

@@ -73,8 +73,13 @@ int main(void) {
     CHECK(edgedet_detect(det, rgb, w, h, (size_t)w * 3, 3, EDGEDET_RGB, dets, 0, &count) == EDGEDET_OK && count == 0);
     CHECK(edgedet_detect(det, rgb, w, h, (size_t)w * 3, 3, EDGEDET_RGB, dets, 256, &count) == EDGEDET_OK);
     CHECK(count > 0);
-    for (int i = 0; i < count; ++i) {
+    edgedet_detection again[256];
+    int count2 = 0;
+    CHECK(edgedet_detect(det, rgb, w, h, (size_t)w * 3, 3, EDGEDET_RGB, again, 256, &count2) == EDGEDET_OK);
+    CHECK(count2 == count);
+    for (int i = 0; i < count; ++i) {  /* the first call's names stay valid after the second call */
       CHECK(dets[i].class_name != NULL && dets[i].class_name[0] != '\0');
+      CHECK(strcmp(dets[i].class_name, again[i].class_name) == 0);
       printf("%d %.6f %.4f %.4f %.4f %.4f\n", dets[i].label, dets[i].score, dets[i].x1, dets[i].y1, dets[i].x2, dets[i].y2);
     }
     free(rgb);

@@ -46,6 +46,8 @@ TEST(Metadata, BadMetadataIsOneLineNamingTheFile) {
            {R"({"classes": [], "input": {"size": [5, 5], "resize": "crop"}})", "resize mode"},
            {R"({"classes": [1], "input": {"size": [5, 5]}})", "classes must be strings"},
            {R"({"classes": [], "input": {"size": [5, 5]}, "batch": {"size": -1}})", "batch.size"},
+           {R"({"classes": [], "input": {"size": [5, 5], "resize": null}})", "wrong type"},
+           {R"({"classes": [], "input": {"size": [5, 5]}, "batch": {"dynamic": "yes"}})", "wrong type"},
        }) {
     const std::string message = error_of(text);
     EXPECT_NE(message.find(fragment), std::string::npos) << text << " → " << message;

@@ -64,6 +64,7 @@ namespace detail {
 class Backend;
 }
 
+//! Not thread-safe: one Detector per thread (or serialised calls); it owns one inference request and buffer.
 class Detector {
  public:
   //! Loads the engine and its metadata (the <stem>.json sidecar, else the ONNX metadata_props, else the

@@ -1,6 +1,7 @@
 /* edgedet C API: the C++ Detector behind plain C types, so C, Go, Rust or C# applications embed it without
  * C++ ABI trouble. Every call returns EDGEDET_OK or an error code; edgedet_last_error() says why, in one line
- * (per thread). Nothing here throws or aborts on bad input.
+ * (per thread). Nothing here throws or aborts on bad input. One detector serves one thread at a time: give each
+ * thread its own, or serialise the calls.
  *
  *   edgedet_detector* det = NULL;
  *   if (edgedet_create("model.onnx", NULL, &det) != EDGEDET_OK) { puts(edgedet_last_error()); return 1; }
