@@ -177,22 +177,27 @@ def test_served_detections_equal_the_local_detector(served, protocol):
 
 @needs_server
 def test_contract_model_on_the_cpu_equals_detector_raw(served):
+    _assert_contract_served(served["server"].grpc_port, "tiny_dyn4_cpu", served["local"], served["images"][:4])
+
+
+def _assert_contract_served(grpc_port: int, model: str, local: Detector, images: list, score_tol: float = 1e-5) -> None:
+    """The served contract model answers a resized batch as ``local.raw`` does (boxes compared > 0)."""
     import tritonclient.grpc as g
 
     from edgedet.runtime.preprocess import preprocess_batch
 
-    local = served["local"]
-    batch, _ = preprocess_batch(served["images"][:4], local.input_size, local.resize, local.pad_value)
-    client = g.InferenceServerClient(f"127.0.0.1:{served['server'].grpc_port}")
+    batch, _ = preprocess_batch(images, local.input_size, local.resize, local.pad_value)
+    client = g.InferenceServerClient(f"127.0.0.1:{grpc_port}")
     inp = g.InferInput("images", list(batch.shape), "UINT8")
     inp.set_data_from_numpy(batch)
-    result = client.infer("tiny_dyn4_cpu", [inp])
+    result = client.infer(model, [inp])
+    client.close()
     want = local.raw(batch)
     assert want["num_dets"].sum() > 0
     for key in ("num_dets", "labels"):
         assert (result.as_numpy(key) == want[key]).all()
     assert np.abs(result.as_numpy("boxes") - want["boxes"]).max() <= 1e-3  # pixels (a few float32 ulps)
-    assert np.abs(result.as_numpy("scores") - want["scores"]).max() <= 1e-5
+    assert np.abs(result.as_numpy("scores") - want["scores"]).max() <= score_tol
 
 
 @needs_server
@@ -304,25 +309,14 @@ NVIDIA_TRITON = Path("/opt/tritonserver")
 def test_native_models_in_nvidias_container(exports, synth, tmp_path):
     """Where Triton has its native backends (NVIDIA's container), the onnxruntime_onnx model answers the contract
     as the local Detector does; with TensorRT there too, build the plan with `edgedet build` and serve it alike."""
-    import tritonclient.grpc as g
-
-    from edgedet.runtime.preprocess import preprocess_batch
     from edgedet.runtime.triton.server import TritonServer, free_port
 
     repo = tmp_path / "repo"
     write_repository([Path(exports["dyn4"])], repo, kind="cpu")
     with TritonServer(repo, http_port=free_port(), grpc_port=free_port(), models=["tiny_dyn4"],
                       binary=NVIDIA_TRITON / "bin" / "tritonserver", backends=NVIDIA_TRITON / "backends") as server:
-        local = Detector(exports["dyn4"], backend="onnxruntime")
         from edgedet.data.imageio import read_image
 
         frames = [read_image(p) for p in sorted(synth.images_dir.iterdir())[-3:]]
-        batch, _ = preprocess_batch(frames, local.input_size, local.resize, local.pad_value)
-        client = g.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
-        inp = g.InferInput("images", list(batch.shape), "UINT8")
-        inp.set_data_from_numpy(batch)
-        result = client.infer("tiny_dyn4", [inp])
-        want = local.raw(batch)
-        assert want["num_dets"].sum() > 0
-        assert (result.as_numpy("num_dets") == want["num_dets"]).all()
-        assert np.abs(result.as_numpy("boxes") - want["boxes"]).max() <= 1e-3
+        _assert_contract_served(server.grpc_port, "tiny_dyn4", Detector(exports["dyn4"], backend="onnxruntime"), frames,
+                                score_tol=1e-3)

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgedet.errors import BackendError, DataError
 from edgedet.runtime.detections import Detections
+from edgedet.runtime.detector import as_rgb
 from edgedet.runtime.triton.config import INSTALL_HINT
 
 ImageOrBatch = Union[np.ndarray, Sequence[np.ndarray]]
@@ -88,7 +89,7 @@ class ServedDetector:
         batch = [images] if single else list(images)
         out: list[Detections] = []
         for image in batch:  # one image per request: the server's dynamic batcher groups concurrent ones
-            png = cv2.imencode(".png", cv2.cvtColor(_rgb(image), cv2.COLOR_RGB2BGR))[1]
+            png = cv2.imencode(".png", cv2.cvtColor(as_rgb(image), cv2.COLOR_RGB2BGR))[1]
             result = self._call(lambda e=png.reshape(1, -1): self._infer(e))
             k = int(result["num_dets"][0, 0])
             out.append(Detections(result["boxes"][0, :k].astype(np.float32), result["scores"][0, :k].astype(np.float32),
@@ -107,12 +108,6 @@ class ServedDetector:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    from edgedet.runtime.detector import as_rgb
-
-    return as_rgb(image)
 
 
 def _message(e: BaseException) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edgedet.runtime.preprocess import pad_to_batch
+
 MAX_IMAGE_BYTES = 32 << 20  # an encoded image larger than this is refused
 MAX_IMAGE_PIXELS = 64_000_000  # and a decoded one with more pixels
 
@@ -76,7 +78,7 @@ class ContractModel(_Model):
         parts = []
         for start in range(0, len(stacked), size):
             chunk = stacked[start : start + size]
-            raw = self.detector.raw(chunk if self.detector.dynamic_batch else _pad(chunk, size))
+            raw = self.detector.raw(chunk if self.detector.dynamic_batch else pad_to_batch(chunk, size))
             parts.append({k: v[: len(chunk)] for k, v in raw.items()})
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         responses, start = [], 0
@@ -116,12 +118,6 @@ class EndToEndModel(_Model):
         labels = np.zeros(self.k, np.int32)
         boxes[:n], scores[:n], labels[:n] = det.boxes[:n], det.scores[:n], det.labels[:n]
         return {"num_dets": np.array([n], np.int32), "boxes": boxes, "scores": scores, "labels": labels}
-
-
-def _pad(images: np.ndarray, size: int) -> np.ndarray:
-    from edgedet.runtime.preprocess import pad_to_batch
-
-    return pad_to_batch(images, size)
 
 
 def _decode(data: Any) -> np.ndarray:
