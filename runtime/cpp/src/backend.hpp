@@ -10,6 +10,12 @@
 
 namespace edgedet::detail {
 
+//! "dir/model.onnx" → "model.onnx": how messages name an engine.
+inline std::string file_name(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 //! What the engine itself declares about its input and outputs (after the contract check).
 struct EngineShape {
   int height = 0;

@@ -15,6 +15,7 @@ namespace edgedet {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using detail::file_name;
 
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -30,11 +31,6 @@ std::string lower_suffix(const std::string& path) {
 }
 
 bool is_trt_suffix(const std::string& s) { return s == ".plan" || s == ".engine" || s == ".trt"; }
-
-std::string file_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 std::unique_ptr<detail::Backend> open_backend(const std::string& path, const Options& options, std::string& chosen) {
   const std::string suffix = lower_suffix(path);

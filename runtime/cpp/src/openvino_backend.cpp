@@ -30,11 +30,6 @@ std::string first_line(const std::string& text) {
   return out.empty() ? "unknown OpenVINO error" : out;
 }
 
-std::string file_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 struct OutputSpec {
   const char* name;
   ov::element::Type type;

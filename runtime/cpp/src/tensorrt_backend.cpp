@@ -102,8 +102,6 @@ std::string names_text(const std::vector<std::string>& names) {  // as Python pr
   return text + "]";
 }
 
-std::string file_name(const std::string& path) { return std::filesystem::path(path).filename().string(); }
-
 struct Io {
   std::string name;
   Dims shape;
