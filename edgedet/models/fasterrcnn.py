@@ -269,3 +269,71 @@ def _create_fasterrcnn_resnet18_fpn(
 def fasterrcnn_resnet18_fpn(**kwargs: Any) -> "FasterRCNN":
     """ResNet-18 with a 256-channel FPN over layers 1-4 plus pool; lighter than resnet50_fpn."""
     return _create_fasterrcnn_resnet18_fpn(**kwargs)
+
+
+# --- a Faster R-CNN small enough to train from scratch on a CPU ------------------------------------
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int) -> "nn.Module":
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _create_fasterrcnn_tiny(
+    *,
+    num_classes: int,
+    weights: "WeightsEnum | None" = None,
+    weights_backbone: "WeightsEnum | None" = None,
+    width: int = 32,
+    min_size: int = 224,
+    max_size: int = 224,
+    **kwargs: Any,
+) -> "FasterRCNN":
+    """A five-conv-block stride-16 backbone (``4 × width`` channels), one anchor level, a 256-wide box head.
+
+    Sized for objects of 25-100 px in 224 px images (the synthetic shapes); the RPN keeps fewer
+    proposals than torchvision's defaults (600/300 before, 300/100 after its NMS) so a training step
+    takes well under a second on two cores.
+    """
+    from torch import nn
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    if weights is not None or weights_backbone is not None:
+        raise ModelError("fasterrcnn_tiny trains from scratch; it has no published or backbone weights")
+    if int(width) < 4:
+        raise ModelError(f"fasterrcnn_tiny width must be at least 4, not {width}")
+    w = int(width)
+    backbone = nn.Sequential(
+        _conv_bn_relu(3, w // 2, 2), _conv_bn_relu(w // 2, w, 2), _conv_bn_relu(w, w, 1),
+        _conv_bn_relu(w, 2 * w, 2), _conv_bn_relu(2 * w, 2 * w, 1),
+        _conv_bn_relu(2 * w, 4 * w, 2), _conv_bn_relu(4 * w, 4 * w, 1),
+    )
+    backbone.out_channels = 4 * w
+    defaults = {"rpn_pre_nms_top_n_train": 600, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_train": 300,
+                "rpn_post_nms_top_n_test": 100, "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128}
+    model = FasterRCNN(
+        backbone,
+        rpn_anchor_generator=AnchorGenerator(sizes=((32, 64, 128),), aspect_ratios=((0.5, 1.0, 2.0),)),
+        box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(4 * w * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, num_classes),
+        min_size=min_size,
+        max_size=max_size,
+        **{**defaults, **kwargs},
+    )
+    model.edgedet_kwargs = {"width": w}
+    return _record_input_size(model)
+
+
+@register_model(
+    family="fasterrcnn",
+    input_size=(224, 224),
+    description="tiny Faster R-CNN (5-block stride-16 CNN, one level, 224x224) for tests and demos, trains from scratch",
+)
+def fasterrcnn_tiny(**kwargs: Any) -> "FasterRCNN":
+    """The Faster R-CNN counterpart of ssdlite_tiny: same class and export path as the zoo's big models."""
+    return _create_fasterrcnn_tiny(**kwargs)

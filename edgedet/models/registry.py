@@ -225,6 +225,10 @@ def model_options(entry: ModelEntry) -> set[str]:
 
     detector = SSD if entry.family == "ssd" else FasterRCNN
     names = named(entry.builder) | named(detector.__init__) | named(GeneralizedRCNNTransform.__init__)
+    if entry.family == "fasterrcnn":
+        from edgedet.models.iou_net import IOU_DEFAULTS
+
+        names |= set(IOU_DEFAULTS)
     return (names | _BUILDER_OPTIONS) - _NOT_OPTIONS
 
 
@@ -239,6 +243,19 @@ def check_model_options(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(known)}"
         raise ModelError(f"{entry.name} has no option {unknown[0]!r}{hint}")
+
+
+def _pop_iou_options(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """IoU-Net's options (``edgedet.models.iou_net``) out of ``kwargs``, validated; ``{}`` without ``iou_head``."""
+    if entry.family != "fasterrcnn":
+        return {}
+    from edgedet.models.iou_net import IOU_DEFAULTS, validate_iou_options
+
+    given = {k: kwargs.pop(k) for k in list(kwargs) if k in IOU_DEFAULTS}
+    if not given:
+        return {}
+    opts = validate_iou_options(given)
+    return opts if opts["iou_head"] else {}
 
 
 def create_model(
@@ -290,6 +307,7 @@ def create_model(
         classes = _check_classes(plan.classes)
     build_kwargs = {**plan.model_kwargs, **kwargs}
     label_names = classes if classes is not None else coco_classes()
+    iou_opts = _pop_iou_options(entry, build_kwargs)
 
     _weights.fetch(plan)
     model = _weights.call_builder(
@@ -298,6 +316,10 @@ def create_model(
         num_classes=len(label_names) + 1,
         **build_kwargs,
     )
+    if iou_opts:
+        from edgedet.models.iou_net import attach_iou_head
+
+        attach_iou_head(model, iou_opts)
     if plan.state_dict is not None:
         _weights.load_state_dict_strict(model, plan.state_dict, source=str(plan.checkpoint), name=entry.name)
 
@@ -305,7 +327,7 @@ def create_model(
     resolved = getattr(model, "edgedet_kwargs", {})
     model.edgedet_name = entry.name
     model.edgedet_classes = list(label_names)
-    model.edgedet_kwargs = {**build_kwargs, **resolved}
+    model.edgedet_kwargs = {**build_kwargs, **resolved, **iou_opts}
     if not hasattr(model, "edgedet_input_size"):
         model.edgedet_input_size = entry.input_size
     return model
