@@ -44,7 +44,7 @@ class TorchPredictor:
             torch.from_numpy(np.ascontiguousarray(im)).to(self.device).permute(2, 0, 1).float().div_(255.0)
             for im in images
         ]
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: IoU-Net's refinement re-enables autograd inside the model
             outputs = self.model(tensors)
         dets = []
         for out in outputs:

@@ -27,8 +27,8 @@ from edgedet.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 #: what can be swept, with its flag and the short name engine files get
 PARAMS = {"rpn_score_thresh": ("--rpn-score-thresh", "rpn"), "score_thresh": ("--score-thresh", "score"),
-          "rpn_post_nms_top_n": ("--rpn-post-nms-top-n", "props")}
-FASTERRCNN_ONLY = ("rpn_score_thresh", "rpn_post_nms_top_n")
+          "rpn_post_nms_top_n": ("--rpn-post-nms-top-n", "props"), "nms_mode": ("--nms-mode", "nms-")}
+FASTERRCNN_ONLY = ("rpn_score_thresh", "rpn_post_nms_top_n", "nms_mode")
 
 
 def parse_thresholds(text: str | None, flag: str) -> list[float] | None:
@@ -47,11 +47,27 @@ def parse_counts(text: str | None, flag: str) -> list[int] | None:
     return values
 
 
+def parse_nms_modes(text: str | None, flag: str = "--nms-mode") -> list[str] | None:
+    """``"standard,iou"`` → ``["standard", "iou"]``: NMS modes of the export (``edgedet.export.nms.MODES``)."""
+    from edgedet.export.nms import MODES
+
+    values = _parse_list(text, flag, str, "standard,iou,score_iou")
+    bad = [v for v in values or [] if v not in MODES]
+    if bad:
+        raise EdgedetError(f"{flag} values must be among {', '.join(MODES)}, not {bad[0]!r}")
+    return values
+
+
+def _fmt(value: float | str) -> str:
+    """A swept value as the table and file names show it."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def _parse_list(text: str | None, flag: str, kind: type, example: str) -> list | None:
     if text is None:
         return None
     try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
+        values = [kind(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError:
         raise EdgedetError(f"{flag} takes comma-separated {kind.__name__}s such as {example}, not {text!r}") from None
     if not values:
@@ -68,6 +84,7 @@ class SweepOptions:
     rpn_score_thresh: list[float] | None = None
     score_thresh: list[float] | None = None
     rpn_post_nms_top_n: list[int] | None = None
+    nms_mode: list[str] | None = None  # standard, iou, score_iou (IoU-Net models)
     iou_thresh: float | None = None  # None: the model's own
     max_dets: int = 100
     max_candidates: int = 1000
@@ -84,10 +101,11 @@ class SweepOptions:
 
 @dataclass
 class SweepPoint:
-    value: float  # of the swept parameter
+    value: float | str  # of the swept parameter
     rpn_score_thresh: float | None  # None: the model's own
     score_thresh: float
     rpn_post_nms_top_n: int | None  # None: the model's own
+    nms_mode: str
     engine: str
     stats: dict[str, float]
     ms_p50: float
@@ -138,7 +156,8 @@ def _resolve(opts: SweepOptions) -> tuple[str, str, list[dict[str, Any]], float]
     model = create_model(name, weights=opts.weights).eval()  # its own thresholds are the defaults
     own = model if entry.family == "ssd" else model.roi_heads
     iou = own.nms_thresh if opts.iou_thresh is None else opts.iou_thresh
-    fixed = {"rpn_score_thresh": None, "score_thresh": float(own.score_thresh), "rpn_post_nms_top_n": None}
+    fixed = {"rpn_score_thresh": None, "score_thresh": float(own.score_thresh), "rpn_post_nms_top_n": None,
+             "nms_mode": "standard"}
     fixed.update({k: v[0] for k, v in given.items()})
     param = swept[0]
     return entry.name, param, [{**fixed, param: v} for v in given[param]], float(iou)
@@ -160,7 +179,7 @@ def _export_point(opts: SweepOptions, name: str, point: dict[str, Any], iou: flo
     from edgedet.export.nms import NMSConfig
     from edgedet.export.onnx_export import ExportOptions, export_model
 
-    nms = NMSConfig(opts.nms, point["score_thresh"], iou, opts.max_dets)
+    nms = NMSConfig(opts.nms, point["score_thresh"], iou, opts.max_dets, point["nms_mode"])
     result = export_model(ExportOptions(
         model=name, weights=opts.weights, imgsz=opts.imgsz, nms=nms, fp16=opts.fp16,
         rpn_score_thresh=point["rpn_score_thresh"], rpn_post_nms_top_n=point["rpn_post_nms_top_n"],
@@ -195,13 +214,13 @@ def sweep(opts: SweepOptions, dataset: DetectionDataset) -> tuple[SweepReport, P
     report = SweepReport(name, param, backend, "fp16" if opts.fp16 else "fp32", len(dataset))
     for k, point in enumerate(points, 1):
         value = point[param]
-        log.note(f"sweep: [{k}/{len(points)}] {param} {value:g}: export, evaluate and time on {len(dataset)} images")
-        engine, precision = _export_point(opts, name, point, iou, f"{name}_{PARAMS[param][1]}{value:g}",
+        log.note(f"sweep: [{k}/{len(points)}] {param} {_fmt(value)}: export, evaluate and time on {len(dataset)} images")
+        engine, precision = _export_point(opts, name, point, iou, f"{name}_{PARAMS[param][1]}{_fmt(value)}",
                                           out / "engines", backend)
         det = Detector(engine, backend=backend)
         dets, p50, mean, per_image = _timed(det, dataset, opts.warmup, opts.progress, engine.name)
         result, _ = evaluate_detections(dets, dataset, det.class_names, mean)
-        row = SweepPoint(float(value), **point, engine=str(engine), stats=result.stats, ms_p50=p50, ms_mean=mean,
+        row = SweepPoint(value if isinstance(value, str) else float(value), **point, engine=str(engine), stats=result.stats, ms_p50=p50, ms_mean=mean,
                          dets_per_image=per_image)
         if opts.reference:
             _reference_columns(row, det, dets, name, opts, dataset, precision)
@@ -246,7 +265,7 @@ def _has_proposals(report: SweepReport) -> bool:
 
 
 def _cells(report: SweepReport, p: SweepPoint) -> list[str]:
-    cells = [f"{p.value:g}", f"{p.stats['AP'] * 100:.1f}", f"{p.stats['AP50'] * 100:.1f}",
+    cells = [_fmt(p.value), f"{p.stats['AP'] * 100:.1f}", f"{p.stats['AP50'] * 100:.1f}",
              f"{p.stats['AR100'] * 100:.1f}", f"{p.dets_per_image:.1f}", f"{p.ms_p50:.2f}", f"{p.ms_mean:.2f}"]
     if p.ref_stats is not None:
         cells += [f"{p.ref_stats['AP'] * 100:.1f}", f"{p.ref_dets_per_image:.1f}", f"{p.ref_ms_p50:.2f}",

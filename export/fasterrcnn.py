@@ -116,6 +116,8 @@ class FasterRCNNDeploy(nn.Module):
         rpn_pre_nms_top_n: proposals kept per level before the RPN NMS; default: the model's test value.
         rpn_post_nms_top_n: proposals kept per image after the RPN NMS; default: the model's test value.
         rpn_score_thresh: objectness below this masks a proposal out; default: the model's ``rpn.score_thresh``.
+        iou: also return ``cand_ious [B, K]``, the IoU head's predicted IoU of each candidate for its class
+            (0 for padding), for the IoU-guided NMS tail; needs a model built with ``iou_head=true``.
 
     ``forward(images uint8 [B, H, W, 3] RGB) -> (boxes float32 [B, K, 4] x1y1x2y2 input pixels,
     scores float32 [B, K], labels int64 [B, K] 0-based)``; ``B`` is fixed when the graph is exported.
@@ -131,6 +133,7 @@ class FasterRCNNDeploy(nn.Module):
         rpn_pre_nms_top_n: int | None = None,
         rpn_post_nms_top_n: int | None = None,
         rpn_score_thresh: float | None = None,
+        iou: bool = False,
     ) -> None:
         super().__init__()
         from torchvision.models.detection import FasterRCNN
@@ -229,6 +232,13 @@ class FasterRCNNDeploy(nn.Module):
         num_pairs = self.post_nms_top_n * self.num_classes
         self.topk_candidates = min(self.max_candidates, num_pairs)
         # label of each flattened (proposal, class) candidate, 0-based
+        self.iou = bool(iou)
+        if self.iou:
+            if not hasattr(roi_heads, "iou_head"):
+                raise ModelError("--nms-mode iou/score_iou needs a model with an IoU head (--model-arg iou_head=true)")
+            self.iou_head = roi_heads.iou_head
+            self.iou_pool_kind = roi_heads.iou_pool_kind
+            self.iou_class_agnostic = bool(roi_heads.iou_class_agnostic)
         self.register_buffer(
             "candidate_labels", torch.arange(self.num_classes, dtype=torch.int64).repeat(self.post_nms_top_n),
             persistent=False,
@@ -313,6 +323,49 @@ class FasterRCNNDeploy(nn.Module):
             valid.append(top_scores >= 0.0)
         return torch.stack(proposals), torch.stack(valid)
 
+    def _pool_levels(self, boxes: Tensor, pooled: list[Tensor]) -> Tensor:
+        """Pick each box's FPN level among per-level results ``[N, C, h, w]`` (torchvision's ``LevelMapper``)."""
+        if len(pooled) == 1:
+            return pooled[0]
+        # torchvision's LevelMapper (FPN paper eq. 1), same ops so PyTorch picks the same level.
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        s = torch.sqrt(area)
+        levels = torch.floor(self.pool_canonical_level + torch.log2(s / self.pool_canonical_scale)
+                             + torch.tensor(1e-6, dtype=s.dtype))
+        levels = torch.clamp(levels, min=self.pool_k_min, max=self.pool_k_max) - self.pool_k_min
+        result = pooled[0]
+        for level in range(1, len(pooled)):
+            result = torch.where((levels == level)[:, None, None, None], pooled[level], result)
+        return result
+
+    def _prroi_pool(self, features: dict[str, Tensor], boxes: Tensor) -> Tensor:
+        """PrRoIPool of ``boxes [B, K, 4]`` on every selectable level, one image at a time (the batch is static)."""
+        from edgedet.models.prroi_pool import prroi_pool_image
+
+        batch = boxes.shape[0]
+        flat = boxes.reshape(-1, 4)
+        pooled = [
+            torch.cat([prroi_pool_image(features[name][b], boxes[b], self.pool_output_size, scale)
+                       for b in range(batch)])
+            for name, scale in zip(self.pool_names, self.pool_scales)
+        ]
+        return self._pool_levels(flat, pooled)
+
+    def _candidate_ious(self, features: dict[str, Tensor], boxes: Tensor, labels: Tensor, used: Tensor) -> Tensor:
+        """The IoU head on the candidates: ``[B, K]`` predicted IoU of each box for its class, 0 where unused."""
+        batch, num = boxes.shape[0], boxes.shape[1]
+        if self.iou_pool_kind == "prroi":
+            pooled = self._prroi_pool(features, boxes)
+        else:
+            pooled = self._roi_pool(features, boxes)
+        logits = self.iou_head(pooled)  # [B*K, classes or 1]
+        if self.iou_class_agnostic:
+            chosen = logits[:, 0]
+        else:
+            chosen = torch.gather(logits, 1, labels.reshape(batch * num, 1))[:, 0]
+        ious = torch.sigmoid(chosen).reshape(batch, num)
+        return torch.where(used, ious, torch.zeros_like(ious))
+
     def _roi_pool(self, features: dict[str, Tensor], proposals: Tensor) -> Tensor:
         """``MultiScaleRoIAlign`` as ONNX ``RoiAlign``: every selectable level for all boxes, one-hot pick.
 
@@ -334,23 +387,13 @@ class FasterRCNNDeploy(nn.Module):
                       sampling_ratio=self.pool_sampling_ratio, aligned=False)
             for name, scale in zip(self.pool_names, self.pool_scales)
         ]
-        if len(pooled) == 1:
-            return pooled[0]
-        # torchvision's LevelMapper (FPN paper eq. 1), same ops so PyTorch picks the same level.
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        s = torch.sqrt(area)
-        levels = torch.floor(self.pool_canonical_level + torch.log2(s / self.pool_canonical_scale)
-                             + torch.tensor(1e-6, dtype=s.dtype))
-        levels = torch.clamp(levels, min=self.pool_k_min, max=self.pool_k_max) - self.pool_k_min
-        result = pooled[0]
-        for level in range(1, len(pooled)):
-            result = torch.where((levels == level)[:, None, None, None], pooled[level], result)
-        return result
+        return self._pool_levels(boxes, pooled)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         """images uint8 ``[B, H, W, 3]`` RGB, ``(H, W) == input_size`` →
         ``boxes`` float32 ``[B, K, 4]`` x1y1x2y2 in input pixels, ``scores`` float32 ``[B, K]`` (0 for padding /
-        masked), ``labels`` int64 ``[B, K]`` 0-based class index; ``K = max_candidates``."""
+        masked), ``labels`` int64 ``[B, K]`` 0-based class index; ``K = max_candidates``; with ``iou=True``
+        also ``ious`` float32 ``[B, K]``."""
         height, width = self.input_size
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (height, width, 3):
@@ -388,9 +431,10 @@ class FasterRCNNDeploy(nn.Module):
         top_labels = torch.where(used, top_labels, torch.zeros_like(top_labels))
         top_scores = torch.where(used, top_scores, torch.zeros_like(top_scores))
 
+        outputs = [top_boxes, top_scores, top_labels]
+        if self.iou:
+            outputs.append(self._candidate_ious(features, top_boxes, top_labels, used))
         pad = self.max_candidates - self.topk_candidates
         if pad:
-            top_boxes = torch.cat([top_boxes, top_boxes.new_zeros((batch, pad, 4))], dim=1)
-            top_scores = torch.cat([top_scores, top_scores.new_zeros((batch, pad))], dim=1)
-            top_labels = torch.cat([top_labels, top_labels.new_zeros((batch, pad))], dim=1)
-        return top_boxes, top_scores, top_labels
+            outputs = [torch.cat([o, o.new_zeros((batch, pad, *o.shape[2:]))], dim=1) for o in outputs]
+        return tuple(outputs)

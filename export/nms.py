@@ -33,7 +33,12 @@ from edgedet.errors import EdgedetError
 from edgedet.runtime.plugins import DENSE_PATH_THRESHOLD, EFFICIENT_NMS
 
 FLAVOURS = ("onnx", "efficient")
+#: how candidates are ranked and scored: plain NMS on the class score, or IoU-Net's IoU-guided NMS
+#: ranked by predicted IoU or by score × IoU (``edgedet.export.iou_nms``)
+MODES = ("standard", "iou", "score_iou")
 CANDIDATES = ("cand_boxes", "cand_scores", "cand_labels")
+#: the fourth candidate output of an IoU-Net graph: the IoU head's prediction per candidate
+IOU_CANDIDATE = "cand_ious"
 OUTPUTS = ("num_dets", "boxes", "scores", "labels")
 # NonMaxSuppression keeps boxes with score > threshold; a zero threshold would let padding through.
 MIN_SCORE_THRESH = 1e-6
@@ -50,6 +55,12 @@ class NMSConfig:
     score_thresh: float = 0.25
     iou_thresh: float = 0.45
     max_dets: int = 100
+    mode: str = "standard"
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The candidate outputs this tail consumes."""
+        return CANDIDATES if self.mode == "standard" else (*CANDIDATES, IOU_CANDIDATE)
 
     def validate(self, num_candidates: int) -> "NMSConfig":
         if self.flavour not in FLAVOURS:
@@ -60,6 +71,11 @@ class NMSConfig:
             raise EdgedetError("--iou-thresh must be in (0, 1]")
         if not 1 <= self.max_dets <= num_candidates:
             raise EdgedetError(f"--max-dets must be in 1..{num_candidates} (the candidate count)")
+        if self.mode not in MODES:
+            raise EdgedetError(f"--nms-mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.mode != "standard" and self.flavour != "onnx":
+            raise EdgedetError(f"--nms-mode {self.mode} is built from standard ONNX ops (NonMaxSuppression and a "
+                               "cluster step): use --nms onnx, which is TensorRT's native path too")
         if self.flavour == "efficient" and self.score_thresh < EFFICIENT_MIN_SCORE_THRESH:
             raise EdgedetError(f"--nms efficient needs --score-thresh >= {EFFICIENT_MIN_SCORE_THRESH}: below it "
                                "EfficientNMS_TRT writes below-threshold boxes into its outputs; use --nms onnx")
@@ -73,15 +89,15 @@ def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
 
 
-def _class_scores_nodes(p: str, num_classes: int) -> list[onnx.NodeProto]:
-    """``cand_scores [B, K]`` spread to ``[B, K, C]``: each candidate scores only in its own class."""
+def class_scores_nodes(p: str, num_classes: int, scores: str = "cand_scores") -> list[onnx.NodeProto]:
+    """``scores [B, K]`` spread to ``[B, K, C]`` (``p + "class_scores"``): each candidate scores only in its own class."""
     n = helper.make_node
     return [
         _const(p + "depth", np.array([num_classes], np.int64)),
         _const(p + "onehot_values", np.array([0.0, 1.0], np.float32)),
         n("OneHot", ["cand_labels", p + "depth", p + "onehot_values"], [p + "onehot"], axis=-1),
         _const(p + "ax_last", np.array([-1], np.int64)),
-        n("Unsqueeze", ["cand_scores", p + "ax_last"], [p + "scores_k1"]),
+        n("Unsqueeze", [scores, p + "ax_last"], [p + "scores_k1"]),
         n("Mul", [p + "onehot", p + "scores_k1"], [p + "class_scores"]),
     ]
 
@@ -90,7 +106,7 @@ def _onnx_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
     p = NMS_PREFIX
     n = helper.make_node
     return [
-        *_class_scores_nodes(p, num_classes),
+        *class_scores_nodes(p, num_classes),
         n("Transpose", [p + "class_scores"], [p + "scores_bck"], perm=[0, 2, 1]),
         _const(p + "max_out", np.array([cfg.max_dets], np.int64)),
         _const(p + "iou", np.array([cfg.iou_thresh], np.float32)),
@@ -104,8 +120,17 @@ def _onnx_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
         n("Shape", ["cand_scores"], [p + "bk_shape"]),
         n("ConstantOfShape", [p + "bk_shape"], [p + "zeros"], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])),
         n("ScatterND", [p + "zeros", p + "bk", p + "sel_scores"], [p + "dense"]),
+        *dense_to_outputs(p + "dense", cfg),
+    ]
+
+
+def dense_to_outputs(dense: str, cfg: NMSConfig) -> list[onnx.NodeProto]:
+    """A dense ``[B, K]`` map of final scores (0 = not kept) → the four contract outputs via TopK ``D``."""
+    p = NMS_PREFIX
+    n = helper.make_node
+    return [
         _const(p + "k", np.array([cfg.max_dets], np.int64)),
-        n("TopK", [p + "dense", p + "k"], ["scores", p + "top_idx"], axis=1, largest=1, sorted=1),
+        n("TopK", [dense, p + "k"], ["scores", p + "top_idx"], axis=1, largest=1, sorted=1),
         _const(p + "zero", np.array(0.0, np.float32)),
         n("Greater", ["scores", p + "zero"], [p + "valid"]),
         n("Cast", [p + "valid"], [p + "valid_i"], to=TensorProto.INT32),
@@ -115,11 +140,12 @@ def _onnx_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProto]:
         n("Cast", [p + "top_labels"], [p + "top_labels_i"], to=TensorProto.INT32),
         _const(p + "zero_i", np.array(0, np.int32)),
         n("Where", [p + "valid", p + "top_labels_i", p + "zero_i"], ["labels"]),
-        n("Unsqueeze", [p + "top_idx", p + "ax_last"], [p + "idx3"]),
+        _const(p + "ax_last_out", np.array([-1], np.int64)),
+        n("Unsqueeze", [p + "top_idx", p + "ax_last_out"], [p + "idx3"]),
         _const(p + "four", np.array([1, 1, 4], np.int64)),
         n("Expand", [p + "idx3", p + "four"], [p + "idx4"]),
         n("GatherElements", ["cand_boxes", p + "idx4"], [p + "top_boxes"], axis=1),
-        n("Unsqueeze", [p + "valid", p + "ax_last"], [p + "valid3"]),
+        n("Unsqueeze", [p + "valid", p + "ax_last_out"], [p + "valid3"]),
         _const(p + "zero_box", np.zeros((1, 1, 4), np.float32)),
         n("Where", [p + "valid3", p + "top_boxes", p + "zero_box"], ["boxes"]),
     ]
@@ -130,7 +156,7 @@ def _efficient_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProt
     # float()/int(): TensorRT's plugin creator requires kFLOAT32 thresholds and kINT32 counts, and ONNX
     # attribute types follow the Python type (iou_thresh=1 would become an INT attribute).
     return [
-        *_class_scores_nodes(p, num_classes),
+        *class_scores_nodes(p, num_classes),
         helper.make_node(
             EFFICIENT_NMS, ["cand_boxes", p + "class_scores"], list(OUTPUTS), domain="TRT",
             plugin_version="1", background_class=-1, box_coding=0, score_activation=0, class_agnostic=0,
@@ -142,12 +168,19 @@ def _efficient_nms_nodes(cfg: NMSConfig, num_classes: int) -> list[onnx.NodeProt
 def append_nms(model: onnx.ModelProto, cfg: NMSConfig, *, input_size: tuple[int, int], num_classes: int) -> onnx.ModelProto:
     """Replace the candidate outputs of ``model`` with the NMS tail and the contract's four outputs."""
     names = [o.name for o in model.graph.output]
-    if names != list(CANDIDATES):
-        raise ValueError(f"candidate graph must output {CANDIDATES}, not {names}")
+    if names != list(cfg.candidates):
+        raise ValueError(f"candidate graph must output {cfg.candidates}, not {names}")
     batch = model.graph.output[0].type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_param or batch.dim_value
-    build = _onnx_nms_nodes if cfg.flavour == "onnx" else _efficient_nms_nodes
-    nodes = build(cfg, num_classes)
+    if cfg.mode != "standard":
+        from edgedet.export.iou_nms import iou_nms_nodes
+
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        num_candidates = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+        nodes = iou_nms_nodes(cfg, num_classes, num_candidates, opset)
+    else:
+        build = _onnx_nms_nodes if cfg.flavour == "onnx" else _efficient_nms_nodes
+        nodes = build(cfg, num_classes)
     for node in nodes:  # named by their first output, under the tail's prefix
         out = node.output[0]
         node.name = out if out.startswith(NMS_PREFIX) else NMS_PREFIX + out

@@ -124,17 +124,18 @@ def _build(opts: ExportOptions):
     return entry, size, model, classes, checkpoint_category_ids(opts.weights, len(classes)), sha
 
 
-def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int) -> onnx.ModelProto:
+def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int,
+                  outputs: tuple[str, ...] = CANDIDATES) -> onnx.ModelProto:
     import torch
 
     h, w = size
     example = torch.zeros(batch, h, w, 3, dtype=torch.uint8)
     buf = io.BytesIO()
-    dynamic_axes = {n: {0: "batch"} for n in ("images", *CANDIDATES)} if dynamic else None
+    dynamic_axes = {n: {0: "batch"} for n in ("images", *outputs)} if dynamic else None
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python values are expected and harmless here
         torch.onnx.export(wrapper, (example,), buf, dynamo=False, opset_version=opset, input_names=["images"],
-                          output_names=list(CANDIDATES), dynamic_axes=dynamic_axes, do_constant_folding=True)
+                          output_names=list(outputs), dynamic_axes=dynamic_axes, do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -222,11 +223,15 @@ def export_model(opts: ExportOptions) -> ExportResult:
             raise EdgedetError(f"{p} exists; pass --force to overwrite it")
 
     nms = opts.nms.validate(opts.max_candidates)
+    iou_net = iou_net_metadata(model, nms)
     family_opts = {"rpn_score_thresh": opts.rpn_score_thresh} if entry.family == "fasterrcnn" else {}
+    if nms.mode != "standard":
+        family_opts["iou"] = True
     wrapper = build_wrapper(model, entry.family, size, score_thresh=nms.score_thresh,
                             max_candidates=opts.max_candidates, **family_opts).eval()
     batch = opts.dynamic_batch or opts.batch
-    candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size, opts.opset)
+    candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size,
+                               opts.opset, nms.candidates)
 
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "model": entry.name, "family": entry.family, "target": EXPORT_TARGET,
@@ -238,7 +243,7 @@ def export_model(opts: ExportOptions) -> ExportResult:
         "rpn_score_thresh": opts.rpn_score_thresh if entry.family == "fasterrcnn" else None,
         "rpn_post_nms_top_n": opts.rpn_post_nms_top_n if entry.family == "fasterrcnn" else None,
         "opset": opts.opset, "versions": _versions(), "weights": opts.weights if opts.weights == "none" else Path(opts.weights).name,
-        "weights_sha256": sha,
+        "weights_sha256": sha, "iou_net": iou_net,
     }
     graphs = {"fp32": candidates}
     if opts.fp16:
@@ -272,6 +277,23 @@ def export_model(opts: ExportOptions) -> ExportResult:
         m.update({"exported_in_s": round(seconds, 2), "parity": parity.get(precision)})
         _save(_finish(full, m), paths[precision], m, opts.force)
     return ExportResult(paths, finished["fp32"][1], seconds, parity)
+
+
+def iou_net_metadata(model, nms: NMSConfig) -> dict[str, Any] | None:
+    """What the graph does with an IoU-Net head (None without one); refuses IoU-guided NMS without a head."""
+    heads = getattr(model, "roi_heads", None)
+    if not hasattr(heads, "iou_head"):
+        if nms.mode != "standard":
+            raise EdgedetError(f"--nms-mode {nms.mode} needs a Faster R-CNN with an IoU head "
+                               "(train it with --model-arg iou_head=true)")
+        return None
+    return {
+        "head": True, "pool": heads.iou_pool_kind, "class_agnostic": bool(heads.iou_class_agnostic),
+        "nms_mode": nms.mode,
+        "refinement": "not exported: it is gradient ascent through the IoU head (autograd); the graph uses the "
+                      "IoU head's prediction as is",
+        "head_used": nms.mode != "standard",
+    }
 
 
 def _check(model: onnx.ModelProto, precision: str, enabled: bool) -> dict[str, Any] | None:

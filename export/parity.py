@@ -130,14 +130,11 @@ def engine_detections(detector, images: np.ndarray) -> list[Detections]:
 
 def parity_check(model, artifacts: dict[str, Path], images: np.ndarray, batch: int, score_thresh: float) -> dict[str, dict]:
     """Eager ``model`` (already configured like the engine) vs every artifact; a report per precision."""
-    import torch
-
     from edgedet.reference import TorchPredictor
     from edgedet.runtime.onnx_engine import OnnxEngine
 
     predictor = TorchPredictor(model, device="cpu")
-    with torch.inference_mode():
-        reference = predictor(list(images))
+    reference = predictor(list(images))
     reports = {}
     for precision, path in artifacts.items():
         engine = OnnxEngine(path)

@@ -14,12 +14,19 @@ RESIZE_MODE = {"ssd": "stretch", "fasterrcnn": "letterbox"}
 
 
 def set_thresholds(model: nn.Module, family: str, nms: NMSConfig) -> nn.Module:
-    """The engine's score/IoU thresholds and detection limit on eager ``model``."""
+    """The engine's score/IoU thresholds, detection limit and NMS mode on eager ``model``.
+
+    An IoU-Net model runs the engine's ``--nms-mode`` without refinement, which is never exported.
+    """
+    heads = getattr(model, "roi_heads", None)
+    if hasattr(heads, "iou_head"):
+        heads.nms_mode, heads.refine_steps = nms.mode, 0
+    elif nms.mode != "standard":
+        raise EdgedetError(f"--nms-mode {nms.mode} needs a Faster R-CNN with an IoU head (--model-arg iou_head=true)")
     if family == "ssd":
         model.score_thresh, model.nms_thresh, model.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
     else:
-        rh = model.roi_heads
-        rh.score_thresh, rh.nms_thresh, rh.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
+        heads.score_thresh, heads.nms_thresh, heads.detections_per_img = nms.score_thresh, nms.iou_thresh, nms.max_dets
     return model
 
 

@@ -136,6 +136,11 @@ FLAGS: dict[str, Flag] = _flags(
                      "and OpenVINO; efficient: the EfficientNMS_TRT plugin, TensorRT only, deprecated since TensorRT "
                      "10.12 (kept for 10.x below 10.12, e.g. JetPack 6), score threshold >= 0.007",
          {"choices": ["onnx", "efficient"], "default": "onnx"}),
+    Flag(("--nms-mode",), "how NMS ranks and scores candidates: standard (by class score); iou or score_iou: "
+                          "IoU-Net's IoU-guided NMS, ranked by predicted IoU or by score × IoU, each kept box scored "
+                          "with the best class score of the boxes it suppresses (Faster R-CNN with an IoU head; box "
+                          "refinement is PyTorch-only and never exported)",
+         {"choices": ["standard", "iou", "score_iou"], "default": "standard"}),
     Flag(("--fp16",), "FP16: the .fp16.onnx twin (FP16 compute, FP32 I/O and NMS) or FP16 kernels in a build",
          {"action": "store_true"}),
     Flag(("--int8",), "INT8: the .int8.onnx Q/DQ twin calibrated on --calib-images, or an INT8 build",
@@ -235,13 +240,14 @@ def add_engine(p: argparse.ArgumentParser, *, required: bool = True, nargs: str 
 
 
 def add_detection(p: argparse.ArgumentParser, *, score_default: float | None = 0.25) -> None:
-    """The graph's detection settings (export, sweep): thresholds, K, candidates, input size, NMS flavour."""
+    """The graph's detection settings (export): thresholds, K, candidates, input size, NMS flavour and mode."""
     add(p, "imgsz")
     add(p, "score-thresh", default=score_default)
     add(p, "iou-thresh", default=0.45)
     add(p, "max-dets")
     add(p, "max-candidates")
     add(p, "nms")
+    add(p, "nms-mode")
 
 
 def add_engine_positional(p: argparse.ArgumentParser) -> None:

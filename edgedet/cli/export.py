@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = ExportOptions(
         model=args.model, weights=args.weights, imgsz=imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch,
-        nms=NMSConfig(args.nms, args.score_thresh, args.iou_thresh, args.max_dets), fp16=args.fp16,
+        nms=NMSConfig(args.nms, args.score_thresh, args.iou_thresh, args.max_dets, args.nms_mode), fp16=args.fp16,
         int8=args.int8, calib_images=args.calib_images, calib_count=args.calib_count, calib_method=args.calib_method,
         rpn_score_thresh=args.rpn_score_thresh, rpn_post_nms_top_n=args.rpn_post_nms_top_n,
         max_candidates=args.max_candidates, opset=args.opset,

@@ -21,6 +21,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     v.add(p, "max-candidates")
     v.add(p, "imgsz")
     v.add(p, "nms", detail="of each exported engine")
+    v.add(p, "nms-mode", type=str, choices=None, default=None, metavar="M,M,...",
+          detail="values to sweep, e.g. standard,iou,score_iou (default standard)")
     v.add(p, "fp16", detail="sweep FP16 engines instead of FP32")
     v.add(p, "backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"],
           detail="auto here: TensorRT plans where TensorRT is installed, else as above for the .onnx")
@@ -35,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
     from edgedet import log
     from edgedet.data import check_images, load_dataset
     from edgedet.data.checks import require_annotations
-    from edgedet.sweep import SweepOptions, parse_counts, parse_thresholds, print_report, sweep, write_outputs
+    from edgedet.sweep import (SweepOptions, parse_counts, parse_nms_modes, parse_thresholds, print_report, sweep,
+                                write_outputs)
 
     opts = SweepOptions(
         model=args.model, weights=args.weights,
         rpn_score_thresh=parse_thresholds(args.rpn_score_thresh, "--rpn-score-thresh"),
         score_thresh=parse_thresholds(args.score_thresh, "--score-thresh"),
         rpn_post_nms_top_n=parse_counts(args.rpn_post_nms_top_n, "--rpn-post-nms-top-n"), iou_thresh=args.iou_thresh,
+        nms_mode=parse_nms_modes(args.nms_mode),
         max_dets=args.max_dets, max_candidates=args.max_candidates,
         imgsz=v.parse_imgsz(args.imgsz),
         nms=args.nms, fp16=args.fp16, backend=args.backend, reference=not args.no_reference, device=args.device,
