@@ -35,11 +35,13 @@ STAT_LABELS = [
     "AR @[IoU=0.50:0.95 | all | maxDets=100]", "AR @[IoU=0.50:0.95 | small | maxDets=100]",
     "AR @[IoU=0.50:0.95 | medium | maxDets=100]", "AR @[IoU=0.50:0.95 | large | maxDets=100]",
 ]
+#: AP at single high IoU thresholds beyond pycocotools' summary (where better localization shows: IoU-Net)
+HIGH_IOU_AP = {"AP80": 0.8, "AP90": 0.9}
 
 
 @dataclass
 class EvalResult:
-    stats: dict[str, float]  # the 12 COCO numbers by STAT_NAMES; -1 where undefined (no such objects)
+    stats: dict[str, float]  # the 12 COCO numbers by STAT_NAMES and HIGH_IOU_AP; -1 where undefined (no such objects)
     per_class_ap: dict[str, float] = field(default_factory=dict)  # AP@[.5:.95] per class, -1 if no GT
     num_images: int = 0
     ms_per_image: float = 0.0
@@ -122,7 +124,7 @@ def coco_evaluate(dataset: DetectionDataset, results: list[dict]) -> EvalResult:
     gt = _coco_gt(dataset)
     img_ids = [s.image_id for s in dataset.samples]
     if not results:  # pycocotools cannot load an empty result list; nothing detected scores zero
-        return EvalResult({k: 0.0 for k in STAT_NAMES}, {c: 0.0 for c in dataset.classes}, len(img_ids))
+        return EvalResult({k: 0.0 for k in [*STAT_NAMES, *HIGH_IOU_AP]}, {c: 0.0 for c in dataset.classes}, len(img_ids))
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes([dict(r) for r in results])
         ev = COCOeval(gt, dt, "bbox")
@@ -132,6 +134,9 @@ def coco_evaluate(dataset: DetectionDataset, results: list[dict]) -> EvalResult:
         ev.summarize()
     stats = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
     precision = ev.eval["precision"]  # [T, R, K, A, M]
+    for key, thr in HIGH_IOU_AP.items():  # as pycocotools' AP50/AP75: all areas, 100 detections
+        p = precision[int(np.argmin(np.abs(ev.params.iouThrs - thr))), :, :, 0, -1]
+        stats[key] = float(p[p > -1].mean()) if (p > -1).any() else -1.0
     per_class = {}
     for k, cat_id in enumerate(ev.params.catIds):
         name = gt.cats[cat_id].get("name", str(cat_id))

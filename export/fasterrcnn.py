@@ -427,13 +427,16 @@ class FasterRCNNDeploy(nn.Module):
         # inside the graph: graph surgery that renames or re-casts an output (the FP16 converter's
         # output casts, the NMS tail) then cannot leave an internal consumer with the wrong type.
         used = top_scores > 0.0
+        # the IoU head pools the boxes before the Where below, whose output is a graph output: no output
+        # may be read inside the graph (see above); the head's rows for unused candidates are zeroed anyway
+        ious = self._candidate_ious(features, top_boxes, top_labels, used) if self.iou else None
         top_boxes = torch.where(used[:, :, None], top_boxes, torch.zeros_like(top_boxes))
         top_labels = torch.where(used, top_labels, torch.zeros_like(top_labels))
         top_scores = torch.where(used, top_scores, torch.zeros_like(top_scores))
 
         outputs = [top_boxes, top_scores, top_labels]
-        if self.iou:
-            outputs.append(self._candidate_ious(features, top_boxes, top_labels, used))
+        if ious is not None:
+            outputs.append(ious)
         pad = self.max_candidates - self.topk_candidates
         if pad:
             outputs = [torch.cat([o, o.new_zeros((batch, pad, *o.shape[2:]))], dim=1) for o in outputs]

@@ -96,6 +96,7 @@ def test_frcnn_proposal_count_sweep(random_frcnn, synth, tmp_path):
     (["--score-thresh", "0.1,x"], "comma-separated floats"),
     (["--score-thresh", "0.1,1.5"], "must be in [0, 1)"),
     (["--score-thresh", "0.1,0.1"], "repeats a value"),
+    (["--nms-mode", "standard,iou"], "applies to Faster R-CNN"),
     ([], "give the values to sweep"),
 ])
 def test_bad_sweep_arguments(tiny_checkpoint, synth, tmp_path, args, fragment):

@@ -1,0 +1,95 @@
+"""What IoU-Net costs in an exported graph, interleaved: the IoU head, then IoU-guided NMS, against plain NMS.
+
+Three graphs of one IoU-Net checkpoint, timed round by round on the same real image (``Detector.raw``):
+
+* ``plain``: the standard export (``--nms-mode standard``): the IoU head is not in the graph;
+* ``head``: the IoU head runs on every candidate and its output is added, times zero, to the scores (so no
+  runtime can prune it), but the NMS is still the standard one: the head's cost alone;
+* ``iou-nms``: ``--nms-mode iou``: the head plus the IoU-guided NMS tail (NonMaxSuppression on the IoU
+  ranking and the K × K cluster step).
+
+Ratios are medians of per-round ratios with their min–max spread, per CPU runtime and ``--max-candidates``.
+
+    python benchmarks/iou_net_latency.py --weights runs/frcnn_iou/best.pt --images synth/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from rich.console import Console
+from rich.table import Table
+
+from _interleave import interleave
+from edgedet.export.nms import CANDIDATES, IOU_CANDIDATE, NMSConfig, append_nms
+from edgedet.export.onnx_export import ExportOptions, _build, _torch_export, export_model
+from edgedet.export.wrappers import build_wrapper
+from edgedet.data.imageio import read_image
+from edgedet.runtime import Detector
+from edgedet.runtime.preprocess import preprocess_batch
+
+
+def head_only_graph(weights: str, nms: NMSConfig, max_candidates: int, path: Path) -> Path:
+    """The IoU head in the graph, its prediction added ×0 to the scores, and the standard NMS tail."""
+    opts = ExportOptions(model=None, weights=weights, nms=nms, max_candidates=max_candidates)
+    entry, size, model, classes, _, _ = _build(opts)
+    wrapper = build_wrapper(model, entry.family, size, score_thresh=nms.score_thresh, max_candidates=max_candidates,
+                            iou=True).eval()
+    graph = _torch_export(wrapper, 1, False, size, opts.opset, (*CANDIDATES, IOU_CANDIDATE))
+    for node in graph.graph.node:
+        node.output[:] = ["bench/scores_raw" if o == "cand_scores" else o for o in node.output]
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "bench/zero")
+    graph.graph.initializer.append(zero)
+    graph.graph.node.extend([helper.make_node("Mul", [IOU_CANDIDATE, "bench/zero"], ["bench/iou_zero"]),
+                             helper.make_node("Add", ["bench/scores_raw", "bench/iou_zero"], ["cand_scores"])])
+    graph.graph.output.remove(next(o for o in graph.graph.output if o.name == IOU_CANDIDATE))
+    graph = append_nms(graph, nms, input_size=size, num_classes=len(classes))
+    onnx.save(graph, str(path))
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", required=True, help="an IoU-Net checkpoint (trained with --model-arg iou_head=true)")
+    ap.add_argument("--images", required=True, help="an image folder; the first image is timed")
+    ap.add_argument("--max-candidates", type=int, nargs="+", default=[1000, 300])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--iters", type=int, default=10)
+    args = ap.parse_args()
+    image = read_image(sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".png"))[0])
+    table = Table(title=f"{Path(args.weights).name}: engine-only ms per image, CPU, {args.threads} threads, "
+                        f"{args.rounds} interleaved rounds of {args.iters}")
+    for col in ("runtime", "K", "plain", "head", "iou-nms", "head vs plain", "IoU-NMS vs head", "iou-nms vs plain"):
+        table.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in args.max_candidates:
+            paths = {}
+            for mode in ("standard", "iou"):
+                nms = NMSConfig(score_thresh=0.05, iou_thresh=0.5, mode=mode)
+                res = export_model(ExportOptions(model=None, weights=args.weights, nms=nms, max_candidates=k,
+                                                 out_dir=tmp, name=f"{mode}_{k}"))
+                paths["plain" if mode == "standard" else "iou-nms"] = res.artifacts["fp32"]
+            paths["head"] = head_only_graph(args.weights, NMSConfig(score_thresh=0.05, iou_thresh=0.5), k,
+                                            Path(tmp) / f"head_{k}.onnx")
+            paths["head"].with_suffix(".json").write_text(paths["plain"].with_suffix(".json").read_text())
+            for runtime in ("onnxruntime", "openvino"):
+                dets = {name: Detector(paths[name], backend=runtime, threads=args.threads)
+                        for name in ("plain", "head", "iou-nms")}
+                first = dets["plain"]
+                batch, _ = preprocess_batch([image], first.input_size, first.resize, tuple(first.pad_value))
+                t = interleave({n: (lambda d=d: d.raw(batch)) for n, d in dets.items()}, rounds=args.rounds,
+                               iters=args.iters)
+                table.add_row(runtime, str(k), *(f"{t.median_ms(n):.2f}" for n in dets),
+                              t.ratio_text("head", "plain"), t.ratio_text("iou-nms", "head"),
+                              t.ratio_text("iou-nms", "plain"))
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()
