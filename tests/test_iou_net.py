@@ -313,18 +313,23 @@ def test_iou_modes_refuse_a_model_without_the_head(tmp_path):
 #: the CPU configuration measured in the README: 128 jittered RoIs per image (the reproduction's 1000 cost 5.5 min
 #: an epoch on 2 cores, roi_align's CPU backward is single-threaded) and a 64-wide head (the latency table)
 IOU_FIXTURE_ARGS = {"iou_head": True, "iou_rois_per_image": 128, "iou_head_size": 64}
-IOU_FIXTURE_EPOCHS = 8
+#: trained to a quality target, not for a fixed count: CPU kernels change the training path, and the 8 fixed epochs
+#: it once trained for reached AP50 0.467 on an AVX-512 EPYC, under the tests' 0.5. With the IoU output's init
+#: (IoUHead) it measured AP50 0.609 at epoch 8 of this schedule here (AVX2), stopping there.
+IOU_FIXTURE_TARGET_AP50, IOU_FIXTURE_MAX_EPOCHS = 0.6, 12
 
 
 @pytest.fixture(scope="module")
 def iou_checkpoint(synth, tmp_path_factory):
-    """fasterrcnn_tiny with the IoU head trained from scratch on the synthetic split (about 10 min on 2 cores)."""
+    """fasterrcnn_tiny with the IoU head trained from scratch on the synthetic split until its val AP50 reaches
+    IOU_FIXTURE_TARGET_AP50 (about 10 min on 2 cores)."""
     from edgedet.train.config import make_config
     from edgedet.train.engine import train
 
     cfg = make_config(model="fasterrcnn_tiny", data=str(synth.train_json), images=str(synth.images_dir),
-                      val_data=str(synth.val_json), preset="tiny", device="cpu", epochs=IOU_FIXTURE_EPOCHS,
-                      out=str(tmp_path_factory.mktemp("train-iou") / "run"), eval_every=1000,
+                      val_data=str(synth.val_json), preset="tiny", device="cpu", epochs=IOU_FIXTURE_MAX_EPOCHS,
+                      target_ap50=IOU_FIXTURE_TARGET_AP50, out=str(tmp_path_factory.mktemp("train-iou") / "run"),
+                      eval_every=1,
                       model_kwargs=dict(IOU_FIXTURE_ARGS))
     result = train(cfg, progress=False)
     assert result.history[-1]["val"]["AP50"] >= 0.5, result.history[-1]

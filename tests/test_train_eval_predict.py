@@ -82,3 +82,26 @@ def test_demo_runs_end_to_end(tmp_path):
     proc = run_edgedet("demo", "--out", str(tmp_path / "demo"), "--images", "40", "--epochs", "1", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "checkpoint:" in proc.stdout and (tmp_path / "demo" / "train" / "best.pt").exists()
+
+
+def test_training_stops_at_the_target_ap50_within_the_epoch_cap(tmp_path, monkeypatch):
+    """--target-ap50: the first evaluated epoch at or above it is the last (its checkpoint written); --epochs caps."""
+    import edgedet.train.engine as engine
+    from edgedet.data.synth import make_synthetic_dataset
+    from edgedet.errors import EdgedetError
+    from edgedet.train.config import make_config
+
+    data = make_synthetic_dataset(tmp_path / "data", images=20, seed=1)
+    scripted = iter([0.30, 0.62, 0.90, 0.95])
+    monkeypatch.setattr(engine, "_evaluate", lambda *a: {"AP": 0.1, "AP50": next(scripted)})
+    common = dict(model="ssdlite_tiny", data=str(data.train_json), images=str(data.images_dir),
+                  val_data=str(data.val_json), preset="tiny", device="cpu", batch=8)
+    result = engine.train(make_config(**common, epochs=5, target_ap50=0.6, out=str(tmp_path / "a")), progress=False)
+    assert [round(h["val"]["AP50"], 2) for h in result.history] == [0.30, 0.62]
+    assert torch.load(result.last, weights_only=True)["epoch"] == 2
+    result = engine.train(make_config(**common, epochs=1, target_ap50=0.99, out=str(tmp_path / "b")), progress=False)
+    assert len(result.history) == 1  # the cap, target not reached
+    with pytest.raises(EdgedetError, match="needs --val-data"):
+        make_config(**{**common, "val_data": None}, target_ap50=0.6)
+    with pytest.raises(EdgedetError, match=r"in \(0, 1\]"):
+        make_config(**common, target_ap50=60)

@@ -36,6 +36,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     v.add(p, "device")
     p.add_argument("--workers", type=v.non_negative_int, help="DataLoader workers (default: 4 on CUDA, 0 on CPU)")
     p.add_argument("--eval-every", type=v.positive_int, help="COCO evaluation every N epochs (default: the preset's)")
+    p.add_argument("--target-ap50", type=float, metavar="AP50",
+                   help="stop once the val AP50 reaches this (needs --val-data); --epochs is then the cap")
     v.add(p, "seed", detail="default: the preset's")
     v.add(p, "bad-images", dest="on_bad_image", default=None, detail="default skip")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         milestones=args.milestones, warmup_iters=args.warmup_iters, augment=args.augment,
         clip_grad=args.clip_grad, amp=args.amp,
         sync_bn=args.sync_bn, device=args.device, workers=args.workers, eval_every=args.eval_every,
+        target_ap50=args.target_ap50,
         seed=args.seed, on_bad_image=args.on_bad_image, model_kwargs=parse_model_args(args.model_arg) or None,
     )
     if args.resume:

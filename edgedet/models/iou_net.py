@@ -78,6 +78,12 @@ class IoUHead(nn.Module):
         self.fc6 = nn.Linear(in_features, hidden)
         self.fc7 = nn.Linear(hidden, hidden)
         self.iou = nn.Linear(hidden, outputs)
+        # The reproduction's init (N(0, 0.01), zero bias) for the IoU output. PyTorch's default made the IoU loss send
+        # the shared backbone 7x the gradient norm of all detection losses together at the start (2.78 vs 0.40 on
+        # fasterrcnn_tiny, 8 synthetic images; 0.35 vs 0.43 with this init), so a model trained from scratch learnt
+        # IoU before it learnt to detect.
+        nn.init.normal_(self.iou.weight, std=0.01)
+        nn.init.zeros_(self.iou.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.fc6(x.flatten(start_dim=1)))

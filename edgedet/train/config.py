@@ -44,6 +44,10 @@ class TrainConfig:
     workers: int | None = None
     seed: int = 0
     eval_every: int = 1
+    # Stop after the first evaluated epoch whose val AP50 reaches this; ``epochs`` is then the cap. Training to a
+    # quality target, not for a fixed count, is what keeps a recipe's result the same across CPUs and GPUs, whose
+    # kernels change the training path.
+    target_ap50: float | None = None
     sync_bn: bool = False
     on_bad_image: str = "skip"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +65,11 @@ class TrainConfig:
                 raise EdgedetError(f"--{name} must be at least 1")
         if self.lr <= 0:
             raise EdgedetError("--lr must be positive")
+        if self.target_ap50 is not None:
+            if not 0 < self.target_ap50 <= 1:
+                raise EdgedetError(f"--target-ap50 must be in (0, 1], not {self.target_ap50}")
+            if not self.val_data:
+                raise EdgedetError("--target-ap50 needs --val-data (it is measured on the validation split)")
         from edgedet.train.augment import AUGMENTATIONS
 
         if self.augment not in AUGMENTATIONS:

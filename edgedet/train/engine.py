@@ -229,12 +229,25 @@ def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True)
             loss_txt = " ".join(f"{k.replace('loss_', '')} {v:.3f}" for k, v in record["losses"].items())
             val_txt = f"  mAP {val['AP']:.3f}  mAP50 {val['AP50']:.3f}" if val else ""
             log.note(f"epoch {epoch}/{cfg.epochs}  {loss_txt}{val_txt}")
+        if _target_reached(cfg, history[-1] if history else {}, dist_ctx):
+            log.note(f"val AP50 reached --target-ap50 {cfg.target_ap50} at epoch {epoch}: stopping")
+            break
         if dist_ctx.world > 1:
             torch.distributed.barrier()
     if dist_ctx.world > 1:
         torch.distributed.destroy_process_group()
     return TrainResult(out_dir, last, best, best_map, best_epoch, seen / train_time if train_time else 0.0, history,
                        is_main=dist_ctx.main)
+
+
+def _target_reached(cfg: TrainConfig, record: dict[str, Any], dist_ctx: _Dist) -> bool:
+    """Whether every rank stops now: rank 0 evaluates, so its decision is broadcast under torchrun."""
+    reached = cfg.target_ap50 is not None and record.get("val", {}).get("AP50", -1.0) >= cfg.target_ap50
+    if dist_ctx.world > 1:
+        flag = torch.tensor([float(reached and dist_ctx.main)], device="cuda" if torch.cuda.is_available() else "cpu")
+        torch.distributed.broadcast(flag, src=0)
+        reached = bool(flag.item())
+    return reached
 
 
 def _write_epoch(core, cfg, optimizer, scheduler, scaler, epoch, best_map, best_epoch, history,
