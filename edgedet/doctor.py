@@ -44,7 +44,11 @@ def _onnxruntime() -> dict[str, Any]:
         import onnxruntime as ort
     except Exception as e:  # noqa: BLE001
         return {"onnxruntime": f"not installed ({type(e).__name__})"}
-    return {"onnxruntime": ort.__version__, "ORT providers": ort.get_available_providers()}
+    from edgedet.runtime.onnx_engine import int8_products_saturate
+
+    mode = ("no VNNI: 8-bit weights would saturate (exports use 7; ONNX Runtime runs 8-bit ones in exact U8U8)"
+            if int8_products_saturate() else "VNNI/AMX: no saturation")
+    return {"onnxruntime": ort.__version__, "ORT providers": ort.get_available_providers(), "CPU INT8": mode}
 
 
 def _openvino() -> dict[str, Any]:
@@ -80,7 +84,7 @@ def tensorrt_summary(version: str, *, jetson: bool) -> dict[str, str]:
         f = tensorrt_features(version)
     except EdgedetError as e:
         return {"TensorRT build": str(e)}
-    typing = ("strongly typed (precision from the ONNX: .fp16.onnx / Q-DQ .int8.onnx)" if f.strongly_typed_only
+    typing = ("strongly typed (precision from the ONNX: .fp16.onnx / Q-DQ .int8.onnx)" if f.strongly_typed
               else "weakly typed (--fp16/--int8 builder flags, INT8 calibrators)")
     nms = "--nms onnx (EfficientNMS_TRT deprecated here)" if f.efficient_nms_deprecated else "--nms onnx or efficient"
     dla = dla_support(version) + ("" if jetson else "; this is not a Jetson, so no DLA here")

@@ -144,3 +144,41 @@ def test_auto_backend_runs_int8_on_openvino_without_a_gpu(int8_export):
     assert auto_onnx_backend(kind="cuda", precision="int8") == "onnxruntime"
     assert auto_onnx_backend(precision="int8") == "openvino"
 
+
+
+def test_int8_weights_use_7_bits_unless_asked_and_ort_runs_8_bit_ones_exactly(int8_export, tiny_checkpoint, synth,
+                                                                               tmp_path):
+    """7-bit weights by default (no int16 saturation on x86 CPUs without VNNI, in ONNX Runtime and OpenVINO);
+    --int8-weight-bits 8 keeps full-range weights, which ONNX Runtime then runs in its exact mode on such CPUs."""
+    from edgedet.runtime.onnx_engine import OnnxEngine, full_range_int8_weights, int8_products_saturate
+
+    def weight_range(path):
+        model = onnx.load(str(path))
+        inits = {t.name: t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+        weights = [numpy_helper.to_array(inits[n.input[0]]) for n in model.graph.node
+                   if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+        assert len(weights) > 50
+        return min(int(w.min()) for w in weights), max(int(w.max()) for w in weights)
+
+    seven = int8_export.artifacts["int8"]
+    lo, hi = weight_range(seven)
+    assert -64 <= lo and hi <= 64 and hi - lo > 100  # the 7-bit range, used
+    assert int8_export.metadata["calibration"]["weight_bits"] == 7
+    assert not full_range_int8_weights(onnx.load(str(seven))) and not OnnxEngine(seven).exact_int8
+    eight = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=NMSConfig("onnx"), int8=True,
+                                       calib_images=str(synth.train_json), calib_count=32, int8_weight_bits=8,
+                                       out_dir=str(tmp_path)))
+    lo, hi = weight_range(eight.artifacts["int8"])
+    assert lo < -64 or hi > 64
+    assert OnnxEngine(eight.artifacts["int8"]).exact_int8 == int8_products_saturate()
+    assert not OnnxEngine(eight.artifacts["fp32"]).exact_int8
+
+
+def test_which_cpus_saturate_8_bit_int8_products():
+    from edgedet.runtime.onnx_engine import saturating_cpu
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+    assert saturating_cpu(avx2, "x86_64") and saturating_cpu(avx2.replace("avx2", "avx2 avx512f avx512bw"), "x86_64")
+    for vnni in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        assert not saturating_cpu(avx2.replace("fma", f"fma {vnni}"), "x86_64"), vnni
+    assert not saturating_cpu("Features\t: fp asimd asimddp\n", "aarch64") and not saturating_cpu("", "x86_64")

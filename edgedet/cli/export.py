@@ -22,6 +22,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     v.add(p, "calib-images")
     v.add(p, "calib-count")
     v.add(p, "calib-method", default="percentile", detail="onnxruntime.quantization's calibrators")
+    p.add_argument("--int8-weight-bits", type=int, choices=[7, 8], default=7,
+                   help="INT8 weight range: 7 (default) never saturates the int16 sums of x86 CPUs without VNNI "
+                        "(ONNX Runtime, OpenVINO); 8 for GPU-only (TensorRT) deployments")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; at least 17)")
     v.add(p, "out", default="exports")
     p.add_argument("--name", help="file stem (default: the model name)")
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, weights=args.weights, imgsz=imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch,
         nms=NMSConfig(args.nms, args.score_thresh, args.iou_thresh, args.max_dets, args.nms_mode), fp16=args.fp16,
         int8=args.int8, calib_images=args.calib_images, calib_count=args.calib_count, calib_method=args.calib_method,
+        int8_weight_bits=args.int8_weight_bits,
         rpn_score_thresh=args.rpn_score_thresh, rpn_post_nms_top_n=args.rpn_post_nms_top_n,
         max_candidates=args.max_candidates, opset=args.opset,
         out_dir=args.out, name=args.name, force=args.force, verify=args.verify, verify_source=args.verify_source,
