@@ -12,7 +12,10 @@ Precision, by TensorRT version (:func:`tensorrt_features`, :func:`resolve_precis
   removed, so no creation flag is passed on 11. The precision flags and implicit INT8 calibration are gone,
   so precision is chosen at export time: ``edgedet export --fp16`` writes ``.fp16.onnx``, a Q/DQ
   ``.int8.onnx`` carries INT8. ``--fp16`` on an FP32 graph is an error that says so.
-- TensorRT 10 builds a weakly typed network and uses ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; INT8 on a
+- TensorRT 10.12–10.x: weak typing is deprecated (10.12 release notes: "TensorRT will be using strong-typing
+  exclusively in the future"), so edgedet builds strongly typed there too, opting in with
+  ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; precision comes from the graph as on 11.
+- TensorRT 10.3–10.11 (JetPack 6) builds a weakly typed network and uses ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; INT8 on a
   graph without Q/DQ nodes is calibrated with ``IInt8EntropyCalibrator2`` (or ``IInt8MinMaxCalibrator``,
   ``--calib-method minmax``; :mod:`edgedet.calib.trt_calibrator`) fed by any iterable of ``uint8 [B, H, W, 3]`` batches, uploaded as float32 (the
   calibrator contract for non-index inputs, as Polygraphy and trtexec feed it), and the calibration cache
@@ -75,6 +78,13 @@ class TrtFeatures(NamedTuple):
     strongly_typed_only: bool  # ≥ 11: the precision flags and weak typing are gone
     has_calibrators: bool  # < 11: IInt8EntropyCalibrator2 / IInt8MinMaxCalibrator
     efficient_nms_deprecated: bool  # ≥ 10.12: EfficientNMS_TRT deprecated, no replacement planned
+    weak_typing_deprecated: bool  # ≥ 10.12 (its release notes): precision flags, layer precisions, calibrators
+
+    @property
+    def strongly_typed(self) -> bool:
+        """Whether edgedet builds strongly typed networks on this version: from 10.12 on, where weak typing is
+        deprecated (opted into with the creation flag below 11, unconditional on 11)."""
+        return self.strongly_typed_only or self.weak_typing_deprecated
 
 
 def tensorrt_features(version: str) -> TrtFeatures:
@@ -88,7 +98,8 @@ def tensorrt_features(version: str) -> TrtFeatures:
         raise BackendError(f"TensorRT {version} is too old; edgedet builds with TensorRT 10 (JetPack 6) or newer")
     legacy = major < 11
     return TrtFeatures(major, minor, patch, strongly_typed_only=not legacy,
-                       has_calibrators=legacy, efficient_nms_deprecated=(major, minor) >= (10, 12))
+                       has_calibrators=legacy, efficient_nms_deprecated=(major, minor) >= (10, 12),
+                       weak_typing_deprecated=(major, minor) >= (10, 12))
 
 
 def dla_support(version: str) -> str:
@@ -152,13 +163,15 @@ class PrecisionPlan:
 
 def resolve_precision(features: TrtFeatures, graph: str, *, fp16: bool, int8: bool) -> PrecisionPlan:
     """The builder settings for ``--fp16``/``--int8`` on a graph of precision ``graph`` (fp32/fp16/int8)."""
-    if features.strongly_typed_only:
+    if features.strongly_typed:
+        typing = "builds" if features.strongly_typed_only else "deprecates weak typing, so edgedet builds"
         if fp16 and graph == "fp32":
-            raise EdgedetError(f"TensorRT {features.major}.{features.minor} builds strongly typed networks: precision "
+            raise EdgedetError(f"TensorRT {features.major}.{features.minor} {typing} strongly typed networks: precision "
                                "comes from the ONNX; export with `edgedet export --fp16` and build the .fp16.onnx")
         if int8 and graph != "int8":
-            raise EdgedetError(f"TensorRT {features.major}.{features.minor} has no INT8 calibrators: build a Q/DQ ONNX "
-                               "(`edgedet export --int8`, the .int8.onnx)")
+            calibrators = "has no" if features.strongly_typed_only else "deprecates"
+            raise EdgedetError(f"TensorRT {features.major}.{features.minor} {calibrators} INT8 calibrators: build a Q/DQ "
+                               "ONNX (`edgedet export --int8`, the .int8.onnx)")
         return PrecisionPlan(precision=graph, strongly_typed=True)
     if graph == "int8":  # explicit quantization: the Q/DQ scales are in the graph; TensorRT 10 needs the flag
         return PrecisionPlan("int8", False, fp16_flag=True, int8_flag=True)
@@ -358,22 +371,32 @@ def network_tensor_names(network: Any) -> list[str]:
 
 
 def pin_fp32_layers(trt: Any, network: Any, prefix: str = NMS_PREFIX) -> int:
-    """Pin the float layers named ``prefix…`` (the NMS tail) to FP32; returns how many were pinned.
+    """Pin every layer named ``prefix…`` (the NMS tail) that reads or writes a float tensor to FP32; returns how
+    many were pinned.
 
-    On a weakly typed TensorRT 10 network with ``BuilderFlag.FP16``/``INT8`` the builder may otherwise run
-    them in reduced precision. Only layers whose outputs are all float are pinned (integer and bool layers
-    have no precision to choose); the caller sets ``OBEY_PRECISION_CONSTRAINTS``.
+    On a weakly typed TensorRT 10 network with ``BuilderFlag.FP16``/``INT8`` the builder may otherwise run them
+    in reduced precision. A layer's precision is the precision it *computes* in, so what counts is its float
+    inputs: TopK (float values in, INT32 indices out), the NMS layer (float boxes and scores in, INT32 out) and
+    the EfficientNMS plugin (which accepts HALF) all compute on floats. Pinning only layers whose outputs were
+    all float let those three run in FP16 (boxes snap to 0.5 px in [512, 1024), IoU decisions flip, the final
+    scores come from an FP16 TopK). Output types are set on float outputs only (integer and bool outputs have
+    their own type). The caller sets ``OBEY_PRECISION_CONSTRAINTS``.
     """
     floats = {trt.float32, trt.float16}
+
+    def is_float(tensor: Any) -> bool:
+        return tensor is not None and tensor.dtype in floats
+
     pinned = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if not layer.name.startswith(prefix) or layer.num_outputs == 0:
+        if not layer.name.startswith(prefix):
             continue
-        if not all(layer.get_output(j).dtype in floats for j in range(layer.num_outputs)):
+        float_outputs = [j for j in range(layer.num_outputs) if is_float(layer.get_output(j))]
+        if not float_outputs and not any(is_float(layer.get_input(k)) for k in range(layer.num_inputs)):
             continue
         layer.precision = trt.float32
-        for j in range(layer.num_outputs):
+        for j in float_outputs:
             layer.set_output_type(j, trt.float32)
         pinned += 1
     return pinned

@@ -12,6 +12,8 @@ import importlib.util
 import json
 import struct
 
+import types
+
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, one_line, run_edgedet
@@ -24,6 +26,7 @@ from edgedet.calib.trt_cache import (
     version_tag,
     write_cache,
 )
+from edgedet.export.nms import NMSConfig
 from edgedet.export.trt_builder import (
     BuildOptions,
     PrecisionPlan,
@@ -165,17 +168,28 @@ def test_check_cache_detects_foreign_caches(tmp_path) -> None:
 
 
 def test_tensorrt_feature_table() -> None:
-    assert tensorrt_features("10.3.0") == (10, 3, 0, False, True, False)
-    assert tensorrt_features("10.12.0") == (10, 12, 0, False, True, True)  # EfficientNMS deprecated
-    assert tensorrt_features("10.12.0.36") == (10, 12, 0, False, True, True)
+    assert tensorrt_features("10.3.0") == (10, 3, 0, False, True, False, False)
+    assert not tensorrt_features("10.11.0").strongly_typed
+    # 10.12: EfficientNMS and weak typing deprecated, so edgedet builds strongly typed (opting in)
+    assert tensorrt_features("10.12.0") == (10, 12, 0, False, True, True, True)
+    assert tensorrt_features("10.12.0.36").strongly_typed
     f11 = tensorrt_features("11.0.0")
-    assert f11 == (11, 0, 0, True, False, True) and f11.strongly_typed_only
+    assert f11 == (11, 0, 0, True, False, True, True) and f11.strongly_typed_only and f11.strongly_typed
     with pytest.raises(EdgedetError, match="too old"):
         tensorrt_features("8.5.2")
 
 
 def test_precision_rules() -> None:
     t10, t11 = tensorrt_features("10.3.0"), tensorrt_features("11.0.0")
+    t1012 = tensorrt_features("10.12.0")
+    p = resolve_precision(t1012, "fp16", fp16=True, int8=False)
+    assert (p.precision, p.strongly_typed, p.fp16_flag, p.int8_flag, p.calibrate) == ("fp16", True, False, False, False)
+    assert resolve_precision(t1012, "int8", fp16=False, int8=True) == PrecisionPlan("int8", strongly_typed=True)
+    with pytest.raises(EdgedetError, match=r"10\.12 deprecates weak typing.*export --fp16") as e:
+        resolve_precision(t1012, "fp32", fp16=True, int8=False)
+    one_line(e)
+    with pytest.raises(EdgedetError, match="10.12 deprecates INT8 calibrators.*Q/DQ"):
+        resolve_precision(t1012, "fp32", fp16=False, int8=True)
     p = resolve_precision(t11, "fp16", fp16=True, int8=False)
     assert (p.precision, p.strongly_typed, p.fp16_flag, p.int8_flag, p.calibrate) == ("fp16", True, False, False, False)
     assert resolve_precision(t11, "fp32", fp16=False, int8=False).precision == "fp32"
@@ -345,12 +359,16 @@ class _Tensor:
 
 
 class _Layer:
-    def __init__(self, name, *dtypes) -> None:
+    def __init__(self, name, *dtypes, inputs=()) -> None:
         self.name, self._outs, self.precision, self.output_types = name, [_Tensor(d) for d in dtypes], None, {}
-        self.num_outputs = len(dtypes)
+        self._ins = [_Tensor(d) for d in inputs]
+        self.num_outputs, self.num_inputs = len(dtypes), len(self._ins)
 
     def get_output(self, j):
         return self._outs[j]
+
+    def get_input(self, k):
+        return self._ins[k]
 
     def set_output_type(self, j, dtype):
         self.output_types[j] = dtype
@@ -362,12 +380,16 @@ def test_nms_tail_layers_are_pinned_to_fp32_on_weakly_typed_builds() -> None:
     from edgedet.export.trt_builder import pin_fp32_layers
 
     trt = types.SimpleNamespace(float32="f32", float16="f16", int32="i32", bool="b")
-    layers = [_Layer("/backbone/Conv", "f16"), _Layer("nms/class_scores", "f32"), _Layer("nms/top_labels_i", "i32"),
-              _Layer("nms/valid", "b"), _Layer("nms/boxes", "f16")]
+    layers = [_Layer("/backbone/Conv", "f16", inputs=["f16"]), _Layer("nms/class_scores", "f32", inputs=["f32"]),
+              _Layer("nms/top_labels_i", "i32", inputs=["i32"]), _Layer("nms/valid", "b", inputs=["i32"]),
+              _Layer("nms/boxes", "f16", inputs=["f16"]),
+              _Layer("nms/TopK", "f32", "i32", inputs=["f32", "i32"]),  # float values in, INT32 indices out
+              _Layer("nms/NonMaxSuppression", "i32", inputs=["f32", "f32", "i32"])]  # float boxes/scores, INT32 out
     network = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i])
-    assert pin_fp32_layers(trt, network) == 2
-    assert [l.precision for l in layers] == [None, "f32", None, None, "f32"]
+    assert pin_fp32_layers(trt, network) == 4
+    assert [l.precision for l in layers] == [None, "f32", None, None, "f32", "f32", "f32"]
     assert layers[4].output_types == {0: "f32"} and layers[0].output_types == {}
+    assert layers[5].output_types == {0: "f32"} and layers[6].output_types == {}  # types on float outputs only
 
 
 def test_nms_tail_nodes_carry_the_prefix_the_builder_pins(tmp_path) -> None:
@@ -408,3 +430,101 @@ def test_doctor_names_the_tensorrt_path_and_dla() -> None:
     t11 = tensorrt_summary("11.1.0", jetson=False)
     assert "strongly typed" in t11["TensorRT build"] and "deprecated" in t11["TensorRT build"]
     assert t11["DLA"].startswith("TensorRT 11.1.0: no DLA") and "not a Jetson" in t11["DLA"]
+
+
+# --- the NMS tail keeps FP32 on real exports: TensorRT 10.3 (weak typing, pinned), 10.12 and 11 (strongly typed) ---
+_TRT_TYPES = {"FLOAT": "f32", "FLOAT16": "f16", "INT32": "i32", "INT64": "i64", "BOOL": "b", "INT8": "i8", "UINT8": "u8"}
+
+
+class _Net:
+    """A stand-in INetworkDefinition made of a real export's ONNX nodes: onnx-tensorrt names each layer after its
+    node, and its tensors carry the ONNX types."""
+
+    def __init__(self, path) -> None:
+        import onnx
+
+        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+        g = model.graph
+        dtype = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.value_info, *g.output)}
+        dtype |= {t.name: t.data_type for t in g.initializer}
+        name = onnx.TensorProto.DataType.Name
+
+        def tensor(n):
+            return _Tensor(_TRT_TYPES.get(name(dtype[n]), "other")) if n and n in dtype else None
+
+        self.layers = []
+        for node in g.node:
+            layer = _Layer(node.name)
+            layer.op = node.op_type
+            layer._outs, layer.num_outputs = [tensor(o) for o in node.output], len(node.output)
+            layer._ins, layer.num_inputs = [tensor(i) for i in node.input], len(node.input)
+            layer.get_input = lambda k, layer=layer: layer._ins[k]
+            self.layers.append(layer)
+        self.num_layers = len(self.layers)
+        shape = [d.dim_value for d in g.input[0].type.tensor_type.shape.dim]
+        self._input = types.SimpleNamespace(name=g.input[0].name, shape=shape)
+
+    def get_layer(self, i):
+        return self.layers[i]
+
+    def get_input(self, i):
+        return self._input
+
+
+class _Config:
+    def __init__(self) -> None:
+        self.flags: set[str] = set()
+
+    def set_flag(self, flag) -> None:
+        self.flags.add(flag)
+
+
+_FAKE_TRT = types.SimpleNamespace(
+    float32="f32", float16="f16",
+    BuilderFlag=types.SimpleNamespace(FP16="FP16", INT8="INT8", OBEY_PRECISION_CONSTRAINTS="OBEY"),
+    NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1))
+
+
+@pytest.fixture(scope="module")
+def plugin_fp16_export(tmp_path_factory):
+    from edgedet.export.onnx_export import ExportOptions, export_model
+
+    return export_model(ExportOptions(model="ssdlite_tiny", nms=NMSConfig("efficient"), fp16=True,
+                                      out_dir=str(tmp_path_factory.mktemp("plugin")))).artifacts["fp16"]
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "10.11.0", "10.12.0", "11.4.0"])
+@pytest.mark.parametrize("artifact", ["fp16", "int8", "plugin_fp16"])
+def test_nms_tail_of_real_exports_stays_fp32(fixture_exports, plugin_fp16_export, version, artifact) -> None:
+    """Every ``nms/`` layer that computes on floats (TopK, the NMS layer, the EfficientNMS plugin included) is
+    pinned to FP32 where TensorRT is weakly typed, and the network is strongly typed (no precision flag, no
+    layer precision) from 10.12 on."""
+    from edgedet.export.nms import NMS_PREFIX
+    from edgedet.export.trt_builder import create_engine, creation_flags, graph_precision
+
+    import onnx
+
+    path = plugin_fp16_export if artifact == "plugin_fp16" else fixture_exports[artifact]
+    features = tensorrt_features(version)
+    plan = resolve_precision(features, graph_precision(onnx.load(str(path))), fp16=artifact != "int8", int8=False)
+    net, config = _Net(path), _Config()
+    builder = types.SimpleNamespace(create_builder_config=lambda: config,
+                                    build_serialized_network=lambda network, cfg: b"plan")
+    assert create_engine(_FAKE_TRT, builder, net, plan, ((1,), (1,), (1,))) == b"plan"
+    tail = [layer for layer in net.layers if layer.name.startswith(NMS_PREFIX)]
+    computing = [layer for layer in tail if any(t is not None and t.dtype in ("f32", "f16")
+                                                for t in (*layer._ins, *layer._outs))]
+    ops = {layer.op for layer in computing}
+    assert ({"EfficientNMS_TRT"} if artifact == "plugin_fp16" else {"TopK", "NonMaxSuppression"}) <= ops, ops
+    if features.strongly_typed:
+        assert plan.strongly_typed and not config.flags & {"FP16", "INT8", "OBEY"}
+        assert all(layer.precision is None and not layer.output_types for layer in net.layers)
+        assert creation_flags(_FAKE_TRT, features, plan.strongly_typed) == (0 if features.major >= 11 else 1 << 1)
+    else:
+        assert "OBEY" in config.flags and ("FP16" in config.flags)
+        unpinned = [(layer.name, layer.op) for layer in computing if layer.precision != "f32"]
+        assert not unpinned, unpinned
+        for layer in computing:  # output types on float outputs only
+            floats = {j for j, t in enumerate(layer._outs) if t is not None and t.dtype in ("f32", "f16")}
+            assert set(layer.output_types) == floats and set(layer.output_types.values()) <= {"f32"}, layer.name
+        assert all(layer.precision is None for layer in net.layers if not layer.name.startswith(NMS_PREFIX))
