@@ -27,6 +27,7 @@ its Q/DQ may be asymmetric. Torch-free: ``edgedet build`` runs it on the device.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -113,27 +114,62 @@ class Report:
 
 
 @lru_cache(maxsize=None)
+@lru_cache(maxsize=None)
+def _load_table(name: str) -> dict[str, Any]:
+    return json.loads((TABLES / f"{name}.json").read_text())
+
+
+def _table_version(name: str) -> tuple[int, int]:
+    major, minor = _load_table(name)["tensorrt"].split(".")[:2]
+    return int(major), int(minor)
+
+
+def _parse_trt_target(target: str) -> tuple[int, int] | None:
+    m = re.fullmatch(r"trt(\d+)\.(\d+)", target)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def is_trt_target(target: str) -> bool:
+    """A named table (``trt10.3``, ``trt10``, ``trt11``) or any ``trtMAJOR.MINOR``."""
+    return target in TRT_TARGETS or _parse_trt_target(target) is not None
+
+
+def table_for_target(target: str) -> str:
+    """The operator table that judges ``target``: a named table as it is; ``trtMAJOR.MINOR`` the nearest table at
+    or *below* that version, never above (a newer parser accepts operators and opsets an older one rejects:
+    the 10.16 table takes opset 24, STFT and Attention, which 10.4-10.15 refuse)."""
+    if target in TRT_TARGETS:
+        return target
+    version = _parse_trt_target(target)
+    if version is None:
+        raise EdgedetError(f"--target must be one of {', '.join(TARGETS)}, tensorrt or trtMAJOR.MINOR (e.g. trt10.8), "
+                           f"not {target!r}")
+    below = [(_table_version(t), t) for t in TRT_TARGETS if _table_version(t) <= version]
+    if not below:
+        oldest = min(_load_table(t)["tensorrt"] for t in TRT_TARGETS)
+        raise EdgedetError(f"TensorRT {version[0]}.{version[1]} is older than every parser table edgedet carries "
+                           f"(oldest {oldest}, JetPack 6.1); edgedet builds for TensorRT 10.3 or newer")
+    return max(below)[1]
+
+
 def operator_table(target: str) -> dict[str, Any]:
-    """onnx-tensorrt's operator table for ``target`` (a TensorRT target): ``{"ops": {op: row}, ...}``."""
-    if target not in TRT_TARGETS:
-        raise EdgedetError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
-    return json.loads((TABLES / f"{target}.json").read_text())
+    """onnx-tensorrt's operator table that judges ``target`` (:func:`table_for_target`): ``{"ops": {op: row}, ...}``."""
+    return _load_table(table_for_target(target))
 
 
 def target_for_tensorrt(version: str) -> str:
-    """The check target for an installed TensorRT (``"10.3.0"`` → ``trt10.3``, ``"10.13.1"`` → ``trt10``)."""
+    """The check target for an installed TensorRT: ``trtMAJOR.MINOR`` (``"10.13.1"`` → ``trt10.13``), judged by the
+    nearest table at or below it."""
     parts = (str(version).split(".") + ["0"])[:2]
-    major, minor = int(parts[0]), int(parts[1])
-    if major >= 11:
-        return "trt11"
-    return "trt10.3" if (major, minor) <= (10, 3) else "trt10"
+    return f"trt{int(parts[0])}.{int(parts[1])}"
 
 
 def default_target(metadata: dict | None) -> str:
     """The target an artifact was made for: its metadata's ``target`` (``cpu``, ``tensorrt`` or one
     TensorRT target), TensorRT 10.3 (JetPack 6) when it names none."""
     target = (metadata or {}).get("target")
-    return target if target in (*TARGETS, "tensorrt") else DEFAULT_TARGET
+    return target if target in (*TARGETS, "tensorrt") or (isinstance(target, str) and is_trt_target(target)) \
+        else DEFAULT_TARGET
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,8 +230,10 @@ def _attrs(node: onnx.NodeProto) -> dict[str, onnx.AttributeProto]:
 def _rule_opset(model: onnx.ModelProto, table: dict) -> Iterable[Finding]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     newest = table.get("opset")
-    if opset is not None and newest and opset > newest:
-        yield Finding("opset", "<model>", "opset", f"ONNX opset {opset} is newer than the {newest} this parser supports")
+    if opset is not None and newest and opset > newest:  # ModelImporter.cpp refuses opsets below 7 only
+        yield Finding("opset", "<model>", "opset", f"ONNX opset {opset} is newer than the {newest} this parser "
+                      "documents; the importer does not refuse it, but operators changed since import by their "
+                      f"opset-{newest} rules", severity="warning")
 
 
 def _rule_operator(node: onnx.NodeProto, g: _Graph, table: dict, trt: str) -> Iterable[Finding]:
@@ -255,22 +293,80 @@ def _rule_topk(node: onnx.NodeProto, g: _Graph) -> Iterable[Finding]:
     elif int(np.max(k)) > TENSORRT_TOPK_LIMIT:
         yield Finding("topk", _name(node), node.op_type,
                       f"K = {int(np.max(k))} exceeds TensorRT's TopK limit of {TENSORRT_TOPK_LIMIT}")
+    srt = _attrs(node).get("sorted")
+    if srt is not None and srt.i != 1:  # operators.md: "sorted must be 1"
+        yield Finding("topk", _name(node), node.op_type, "sorted=0: TensorRT's parser takes sorted=1 only")
 
 
-def _rule_nms(node: onnx.NodeProto, g: _Graph) -> Iterable[Finding]:
-    """onnx-tensorrt's NonMaxSuppression importer builds an ``INMSLayer``: ``center_point_box`` 0 or 1, and
-    the layer looks at the best 5000 boxes per image at most (``INMSLayer::setTopKBoxLimit``; 2000 on SM 5.3
-    and 6.2, GPUs no TensorRT 10 supports), so more boxes than that silently change the result."""
+def _one_hot_class_scores(name: str, producers: dict[str, onnx.NodeProto]) -> bool:
+    """Scores ``[B, C, N]`` in which each box scores in one class only: a Transpose of ``OneHot(label) x score``
+    (edgedet's multi-class tail), so at most N (box, class) pairs pass a positive score threshold."""
+    node = producers.get(name)
+    if node is not None and node.op_type == "Transpose":
+        node = producers.get(node.input[0])
+    return (node is not None and node.op_type == "Mul"
+            and any(producers.get(i) is not None and producers[i].op_type == "OneHot" for i in node.input))
+
+
+def _rule_nms(node: onnx.NodeProto, g: _Graph, producers: dict[str, onnx.NodeProto]) -> Iterable[Finding]:
+    """onnx-tensorrt's NonMaxSuppression importer builds an ``INMSLayer``: ``center_point_box`` 0 or 1, and the
+    layer's TopK box limit is "the maximum number of filtered boxes considered for selection per batch item"
+    (NvInfer.h, ``INMSLayer::setTopKBoxLimit``: 5000; 2000 on SM 5.3 and 6.2, GPUs no TensorRT 10 supports).
+    Filtered boxes are (box, class) pairs above the score threshold, so the bound is boxes x classes, or boxes
+    where each box scores in one class only and the threshold is positive; above it TensorRT silently drops
+    pairs ONNX would keep."""
     if node.op_type != "NonMaxSuppression":
         return
     center = _attrs(node).get("center_point_box")
     if center is not None and center.i not in (0, 1):
         yield Finding("nms", _name(node), node.op_type, f"center_point_box must be 0 or 1, not {center.i}")
-    dims = g.shapes.get(node.input[0]) or []
-    if len(dims) == 3 and dims[1] > INMS_BOX_LIMIT:
+    boxes, scores = g.shapes.get(node.input[0]) or [], g.shapes.get(node.input[1]) or []
+    if len(boxes) != 3 or len(scores) != 3 or not boxes[1] or not scores[1]:
+        return
+    threshold = g.const(node.input[4]) if len(node.input) > 4 and node.input[4] else None
+    one_class = _one_hot_class_scores(node.input[1], producers) and threshold is not None and float(np.min(threshold)) > 0
+    pairs = boxes[1] if one_class else boxes[1] * scores[1]
+    if pairs > INMS_BOX_LIMIT:
+        what = f"{boxes[1]} boxes" if one_class else f"{boxes[1]} boxes x {scores[1]} classes = {pairs} (box, class) pairs"
         yield Finding("nms", _name(node), node.op_type,
-                      f"{dims[1]} boxes per image: TensorRT's INMSLayer considers at most {INMS_BOX_LIMIT}, so "
-                      f"boxes ONNX would keep are dropped; bound the candidates (TopK) first")
+                      f"{what} per image: TensorRT's INMSLayer considers at most {INMS_BOX_LIMIT} filtered pairs, so "
+                      "detections ONNX would keep are dropped; bound the candidates (TopK) first")
+
+
+def _resize_allowed(restrictions: str, label: str) -> set[str] | None:
+    """The values operators.md lists after ``label`` in Resize's restrictions (``Supported resize modes: nearest,
+    linear.``), None where this table's text names none."""
+    m = re.search(re.escape(label) + r":\s*([^.<]+)", restrictions)
+    if not m:
+        return None
+    return {w.strip(" `") for w in re.split(r",|\band\b", m.group(1)) if w.strip(" `")}
+
+
+def _rule_resize(node: onnx.NodeProto, table: dict) -> Iterable[Finding]:
+    """Resize as the importer of this version takes it, read from the table's own restrictions (modes,
+    coordinate transformation, nearest rounding, aspect-ratio policy, no antialiasing)."""
+    if node.op_type != "Resize":
+        return
+    text = (table["ops"].get("Resize") or {}).get("restrictions", "")
+    a = _attrs(node)
+
+    def attr(name: str, default: str) -> str:
+        return a[name].s.decode() if name in a else default
+
+    mode = attr("mode", "nearest")
+    checks = [("Supported resize modes", "mode", mode),
+              ("Supported resize transformation modes", "coordinate_transformation_mode",
+               attr("coordinate_transformation_mode", "half_pixel")),
+              ("Supported aspect ratio policy", "keep_aspect_ratio_policy", attr("keep_aspect_ratio_policy", "stretch"))]
+    if mode == "nearest":
+        checks.append(("Supported nearest modes", "nearest_mode", attr("nearest_mode", "round_prefer_floor")))
+    for label, name, value in checks:
+        allowed = _resize_allowed(text, label)
+        if allowed is not None and value not in allowed:
+            yield Finding("resize", _name(node), node.op_type,
+                          f"{name} {value!r}: this parser takes {', '.join(sorted(allowed))}")
+    if "Antialiasing is not supported" in text and "antialias" in a and a["antialias"].i != 0:
+        yield Finding("resize", _name(node), node.op_type, "antialias=1: this parser does not support antialiasing")
 
 
 def _rule_roialign(node: onnx.NodeProto, g: _Graph, opset: int) -> Iterable[Finding]:
@@ -319,10 +415,16 @@ def _rule_plugin(node: onnx.NodeProto, g: _Graph, target: str) -> Iterable[Findi
     if len(node.input) not in (2, 3) or len(node.output) != 4:
         yield Finding("plugin", _name(node), node.op_type,
                       f"takes boxes, scores[, anchors] and gives 4 outputs, not {len(node.input)} → {len(node.output)}")
-    if target != "trt10.3":
+    if _deprecates_plugin(target):
         yield Finding("plugin", _name(node), node.op_type,
                       "EfficientNMS_TRT is deprecated since TensorRT 10.12 (no replacement planned); "
                       "--nms onnx uses TensorRT's native NMS on every version", severity="warning")
+
+
+def _deprecates_plugin(target: str) -> bool:
+    """Whether the TensorRT version ``target`` names is 10.12 or newer (a named table: that table's version)."""
+    version = _parse_trt_target(target)
+    return (version or _table_version(target)) >= (10, 12)
 
 
 def _is_weight(name: str, g: _Graph, producers: dict[str, onnx.NodeProto]) -> bool:
@@ -369,8 +471,8 @@ def _rule_qdq(node: onnx.NodeProto, g: _Graph, producers: dict[str, onnx.NodePro
 
 def check_model(model: onnx.ModelProto, target: str = DEFAULT_TARGET) -> Report:
     """Every finding of ``target``'s rules on ``model``."""
-    if target not in TARGETS:
-        raise EdgedetError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if target != "cpu":
+        table_for_target(target)  # an unknown target fails before any work
     g = _Graph(model)
     producers = {o: n for n in g.nodes for o in n.output}
     findings: list[Finding] = []
@@ -389,11 +491,13 @@ def check_model(model: onnx.ModelProto, target: str = DEFAULT_TARGET) -> Report:
         findings += _rule_operator(node, g, table, trt)
         findings += _rule_uint8(node, g)
         findings += _rule_topk(node, g)
-        findings += _rule_nms(node, g)
+        findings += _rule_nms(node, g, producers)
+        findings += _rule_resize(node, table)
         findings += _rule_roialign(node, g, opset)
         findings += _rule_plugin(node, g, target)
         findings += _rule_qdq(node, g, producers)
-    return Report(target, len(g.nodes), findings, table=table.get("source", ""))
+    return Report(target, len(g.nodes), findings,
+                  table=f"TensorRT {table['tensorrt']}: {table.get('source', '')}")
 
 
 def expand_target(target: str) -> tuple[str, ...]:

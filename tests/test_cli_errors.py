@@ -91,7 +91,8 @@ def test_export_proposal_count_is_faster_rcnn_only(tmp_path):
     (["bench", "--engine", "m.onnx", "--backend", "onnxrt"], ["did you mean 'onnxruntime'?"]),
     (["export", "--model", "ssdlite_tiny"], ["required: --weights"]),
     (["export", "--weights", "none", "--scor-thresh", "0.3"], ["unrecognized arguments: --scor-thresh", "did you mean --score-thresh?"]),
-    (["check", "--engine", "m.onnx", "--target", "trt12"], ["did you mean 'trt11'?"]),
+    (["check", "--engine", "m.onnx", "--target", "trt12"], ["trtMAJOR.MINOR", "'trt12'"]),
+    (["check", "--engine", "m.onnx", "--target", "trt8.6"], ["older than every parser table"]),
     (["build"], ["--engine FILE is required"]),
     (["export", "--weights", "none", "--batch", "two"], ["--batch: expected an integer, not 'two'"]),
 ])

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import assert_one_line_error, run_edgedet
+from conftest import assert_one_line_error, one_line, run_edgedet
 from edgedet.errors import EdgedetError
 from edgedet.export.conformance import (
     TARGETS,
@@ -22,6 +22,7 @@ from edgedet.export.conformance import (
     check_model,
     default_target,
     operator_table,
+    table_for_target,
     target_for_tensorrt,
 )
 from edgedet.export.nms import NMSConfig
@@ -125,8 +126,8 @@ def test_plugin_score_threshold_below_the_dense_path_limit(exports):
 
 def test_plugin_is_deprecated_from_10_12_and_absent_on_cpu(exports):
     model = _load(exports, "efficient-fp32")
-    assert not check_model(model, "trt10.3").warnings
-    for target in ("trt10", "trt11"):
+    assert not check_model(model, "trt10.3").warnings and not check_model(model, "trt10.11").warnings
+    for target in ("trt10.12", "trt10", "trt11"):
         rep = check_model(model, target)
         assert rep.passed and any("deprecated since TensorRT 10.12" in f.message for f in rep.warnings)
     assert [f.rule for f in check_model(model, "cpu").errors] == ["plugin"]
@@ -179,6 +180,9 @@ def test_an_op_edgedet_never_emits_is_judged_per_tensorrt_version(exports):
     model = _with_node(base, helper.make_node("HannWindow", ["win_size"], ["window"], name="/extra/hann"))
     assert [(f.rule, f.node) for f in _errors(model, "trt10.3")] == [("operator", "/extra/hann")]
     assert not _errors(model, "trt10") and not _errors(model, "trt11")
+    # TensorRT 10.13's parser is older than the 10.16 table: it is judged by 10.3's, which rejects HannWindow
+    assert [(f.rule, f.node) for f in _errors(model, "trt10.13")] == [("operator", "/extra/hann")]
+    assert not _errors(model, "trt11.2")
     assert operator_table("trt10.3")["ops"]["HannWindow"]["supported"] is False
 
 
@@ -204,8 +208,16 @@ def test_operator_tables_are_the_whole_documented_table():
 
 
 def test_targets_from_versions_and_metadata():
-    assert target_for_tensorrt("10.3.0") == "trt10.3" and target_for_tensorrt("10.13.1.2") == "trt10"
-    assert target_for_tensorrt("11.4.1") == "trt11"
+    assert target_for_tensorrt("10.3.0") == "trt10.3" and target_for_tensorrt("10.13.1.2") == "trt10.13"
+    assert target_for_tensorrt("11.4.1") == "trt11.4"
+    # a version is judged by the nearest table at or below it, never above (10.4-10.15 by 10.3's, not 10.16's)
+    assert [table_for_target(t) for t in ("trt10.3", "trt10.4", "trt10.15", "trt10.16", "trt11.0", "trt11.1", "trt12.0")] \
+        == ["trt10.3", "trt10.3", "trt10.3", "trt10", "trt10", "trt11", "trt11"]
+    with pytest.raises(EdgedetError, match="older than every parser table") as e:
+        table_for_target("trt8.6")
+    one_line(e)
+    with pytest.raises(EdgedetError, match="trtMAJOR.MINOR"):
+        table_for_target("trt10.x")
     assert default_target(None) == "trt10.3" and default_target({"target": "cpu"}) == "cpu"
     assert default_target({"target": "tensorrt"}) == "tensorrt" and set(TARGETS) > set(TRT_TARGETS)
 
@@ -230,7 +242,7 @@ def test_export_refuses_a_failing_graph_and_writes_nothing(tmp_path, monkeypatch
 def test_cli_check_pass_fail_and_json(exports, tmp_path):
     ok = run_edgedet("check", "--engine", str(exports["onnx-int8"]), "--json", str(tmp_path / "r.json"))
     assert ok.returncode == 0, ok.stderr
-    assert "PASS" in ok.stderr and "trt10.3, trt10, trt11" in ok.stderr
+    assert "PASS" in ok.stderr and "trt10.3 (table of TensorRT 10.3), trt10 (table of TensorRT 10.16), trt11 (table of TensorRT 11.1)" in ok.stderr
     reports = json.loads((tmp_path / "r.json").read_text())["reports"]
     assert [r["target"] for r in reports] == list(TRT_TARGETS) and all(r["nodes"] > 100 for r in reports)
 
@@ -257,3 +269,56 @@ def test_build_refuses_cpu_artifacts_before_tensorrt(exports, tmp_path):
     src.with_suffix(".json").write_text(json.dumps({**meta, "target": "cpu"}))
     with pytest.raises(EdgedetError, match="CPU artifact"):
         prepare(BuildOptions(src))
+
+
+def test_nms_limit_counts_box_class_pairs(exports):
+    """INMSLayer's 5000 counts filtered (box, class) pairs: edgedet's one-hot class scores give 1000 pairs, the
+    same 1000 boxes with dense scores over the model's classes give 1000 x classes and fail."""
+    model = _load(exports, "onnx-fp32")
+    assert not _errors(model, rule="nms")
+    nms = next(n for n in model.graph.node if n.op_type == "NonMaxSuppression")
+    boxes = [d.dim_value for v in onnx.shape_inference.infer_shapes(model).graph.value_info if v.name == nms.input[0]
+             for d in [v.type.tensor_type.shape.dim[1]]]
+    assert boxes == [1000]
+    dense = helper.make_node("Relu", [nms.input[1]], ["dense_scores"], name="/extra/dense")  # no longer one-hot
+    at = list(model.graph.node).index(nms)
+    model.graph.node.insert(at, dense)
+    nms.input[1] = "dense_scores"
+    found = _errors(model, rule="nms")
+    assert [f.node for f in found] == [nms.name] and "1000 boxes x " in found[0].message
+    assert "(box, class) pairs" in found[0].message
+
+
+def _resize_model(**attrs) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="/up", **attrs)
+    return helper.make_model(helper.make_graph([node], "g", [x], [y], [scales]), opset_imports=[helper.make_opsetid("", 19)])
+
+
+@pytest.mark.parametrize("attrs, fragment", [
+    ({"mode": "cubic"}, "mode 'cubic'"),
+    ({"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"}, "'tf_crop_and_resize'"),
+    ({"mode": "linear", "antialias": 1}, "antialias"),
+    ({"mode": "linear", "keep_aspect_ratio_policy": "not_larger"}, "'not_larger'"),
+])
+def test_resize_rules_from_the_parsers_table(attrs, fragment):
+    assert not _errors(_resize_model(mode="linear"), rule="resize")
+    assert not _errors(_resize_model(mode="nearest", nearest_mode="floor"), rule="resize")
+    for target in TRT_TARGETS:
+        found = _errors(_resize_model(**attrs), target, rule="resize")
+        assert len(found) == 1 and fragment in found[0].message, (target, [str(f) for f in found])
+
+
+def test_unsorted_topk_and_a_newer_opset(exports):
+    model = _load(exports, "onnx-fp32")
+    topk = next(n for n in model.graph.node if n.op_type == "TopK")
+    kept = [a for a in topk.attribute if a.name != "sorted"]
+    del topk.attribute[:]
+    topk.attribute.extend([*kept, helper.make_attribute("sorted", 0)])
+    assert [f.node for f in _errors(model, rule="topk")] == [topk.name]
+    model = _resize_model(mode="linear")
+    model.opset_import[0].version = 25  # newer than every table: the importer warns, it does not refuse
+    rep = check_model(model, "trt10.3")
+    assert rep.passed and [f.rule for f in rep.warnings] == ["opset"]

@@ -10,13 +10,26 @@ from edgedet.cli import _vocabulary as v
 HELP = "check an ONNX graph against what TensorRT 10.3/10.x/11.x (or a CPU runtime) accepts, naming each node"
 
 
-def add_args(p: argparse.ArgumentParser) -> None:
-    from edgedet.export.conformance import TARGETS
+def _target(text: str) -> str:
+    from edgedet.export.conformance import is_trt_target, table_for_target
 
+    if text in ("cpu", "tensorrt"):
+        return text
+    if not is_trt_target(text):
+        raise argparse.ArgumentTypeError(f"expected trt10.3, trt10, trt11, trtMAJOR.MINOR, cpu or tensorrt, not {text!r}")
+    try:
+        table_for_target(text)
+    except Exception as e:  # noqa: BLE001 - EdgedetError: a version older than every table
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
     v.add_engine_positional(p)
-    p.add_argument("--target", choices=[*TARGETS, "tensorrt"],
-                   help="trt10.3 (JetPack 6), trt10 (latest 10.x), trt11, cpu, or tensorrt (all three TensorRT "
-                        "targets); default: the artifact's metadata, else trt10.3")
+    p.add_argument("--target", type=_target,
+                   help="trt10.3 (JetPack 6), trt10 (latest 10.x), trt11, any trtMAJOR.MINOR (judged by the nearest "
+                        "parser table at or below it), cpu, or tensorrt (the three tables); default: the artifact's "
+                        "metadata, else trt10.3")
     v.add(p, "json", detail="the findings")
     v.add(p, "force")
 
@@ -48,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     nodes = reports[0].nodes
     errors, warnings = sum(len(r.errors) for r in reports), sum(len(r.warnings) for r in reports)
     verdict = "FAIL" if failed else "PASS"
-    targets = ", ".join(expand_target(target))
+    targets = ", ".join(f"{r.target} (table of TensorRT {r.table.split(':')[0].removeprefix('TensorRT ')})"
+                        if r.table else r.target for r in reports)
     log.note(f"check: {verdict} {onnx_path} against {targets} ({nodes} nodes, {errors} errors, {warnings} warnings)")
     return 1 if failed else 0
