@@ -95,6 +95,39 @@ def test_every_config_parses_into_tritons_model_config(exports, tmp_path):
     assert (repo / "README.md").read_text().count("edgedet serve start") == 1
 
 
+def test_gpu_instances_open_the_gpu_triton_assigns(exports, tmp_path, monkeypatch):
+    """A KIND_GPU instance on GPU 2 runs its Detector on cuda:2 (the Python backend's model_instance_device_id);
+    the repository's CPU models stay on the CPU whatever Triton assigns."""
+    import types
+
+    from google.protobuf.json_format import MessageToJson
+
+    import edgedet.runtime as runtime
+    from edgedet.runtime.triton import python_models
+
+    repo = tmp_path / "repo"
+    write_repository([Path(exports["plan"]), Path(exports["fp32"])], repo)
+    opened = []
+    monkeypatch.setattr(runtime, "Detector", lambda path, **kw: opened.append((Path(path).name, kw["device"])))
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.SimpleNamespace())
+    kinds = {}
+    for cfg_path in sorted(repo.glob("*/config.pbtxt")):
+        model_dir = cfg_path.parent
+        config = parse(cfg_path.read_text())
+        for kind, device_id in (("GPU", 2), ("CPU", 0)):
+            args = {"model_config": MessageToJson(config, preserving_proto_field_name=True), "model_repository": str(model_dir), "model_version": "1",
+                    "model_instance_kind": kind, "model_instance_device_id": str(device_id)}
+            if not (model_dir / "1" / "model.py").is_file():
+                continue
+            python_models._Model().initialize(args)
+            kinds[(model_dir.name, kind)] = opened[-1][1]
+    assert kinds, sorted(p.name for p in repo.iterdir())
+    gpu_models = [name for (name, kind), device in kinds.items() if kind == "GPU" and device == "cuda:2"]
+    cpu_models = [name for (name, kind), device in kinds.items() if device == "cpu"]
+    assert gpu_models and cpu_models, kinds
+    assert all(kinds[(name, "CPU")] == "cpu" for name in cpu_models)
+
+
 def test_cpu_kind_and_no_batching(exports, tmp_path):
     write_repository([Path(exports["dyn4"])], tmp_path / "r", kind="cpu", batching=False)
     cfg = _configs(tmp_path / "r")

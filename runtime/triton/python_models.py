@@ -28,6 +28,18 @@ MAX_IMAGE_BYTES = 32 << 20  # an encoded image larger than this is refused
 MAX_IMAGE_PIXELS = 64_000_000  # and a decoded one with more pixels
 
 
+def instance_device(args: dict[str, Any], params: dict[str, str]) -> str | None:
+    """The device this model instance runs on: the repository's ``device`` parameter (``cpu`` for the CPU
+    models), else the GPU Triton assigned the instance (``model_instance_kind`` GPU and
+    ``model_instance_device_id``, the Python backend's ``initialize`` arguments): with ``instance_group``
+    ``KIND_GPU`` on a multi-GPU server each instance gets its own GPU, never always GPU 0."""
+    if params.get("device"):
+        return params["device"]
+    if args.get("model_instance_kind") == "GPU":
+        return f"cuda:{int(args.get('model_instance_device_id', 0))}"
+    return None
+
+
 class _Model:
     def initialize(self, args: dict[str, Any]) -> None:
         import triton_python_backend_utils as pb_utils
@@ -39,7 +51,7 @@ class _Model:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         engine = Path(args["model_repository"]) / args["model_version"] / params["engine_file"]
         threads = int(params.get("threads", "0")) or None
-        self.detector = Detector(engine, backend=params.get("backend", "auto"), device=params.get("device") or None,
+        self.detector = Detector(engine, backend=params.get("backend", "auto"), device=instance_device(args, params),
                                  threads=threads)
         self.k = int(params["max_dets"])
         self.batched = int(config.get("max_batch_size", 0)) > 0
