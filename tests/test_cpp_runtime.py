@@ -169,10 +169,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _assert_same(cpp: list[tuple[int, float, np.ndarray]], py: list[tuple[int, float, np.ndarray]], where: str) -> int:
-    """Same detections in the same order: labels equal, IoU >= 0.99, scores within 1e-3. Returns how many."""
+    """Same detections in the same order: labels equal, IoU >= 0.99 (or, for a box under a pixel wide, whose IoU the
+    C++ JSON's 0.001 px rounding alone moves by more than 1 %, every coordinate within 0.002 px), scores within 1e-3.
+    Returns how many."""
     assert len(cpp) == len(py), (where, len(cpp), len(py))
     for (lc, sc, bc), (lp, sp, bp) in zip(cpp, py):
-        assert lc == lp and abs(sc - sp) <= 1e-3 and _iou(bc, bp) >= 0.99, (where, (lc, sc, bc), (lp, sp, bp))
+        thin = min(bp[2] - bp[0], bp[3] - bp[1]) < 1.0
+        same_box = _iou(bc, bp) >= 0.99 or (thin and np.abs(np.subtract(bc, bp)).max() <= 0.002)
+        assert lc == lp and abs(sc - sp) <= 1e-3 and same_box, (where, (lc, sc, bc), (lp, sp, bp))
     return len(py)
 
 

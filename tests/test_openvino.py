@@ -54,10 +54,18 @@ def test_fixture_model_agrees_in_openvino(tiny_exports, synth, precision):
 
 
 def test_black_image_in_openvino(tiny_exports):
-    det = Detector(tiny_exports["fp32"], backend="openvino")
-    out = det.raw(np.zeros((1, 160, 160, 3), np.uint8))
+    """An all-black image keeps the contract in OpenVINO and gives ONNX Runtime's detections (whether the model
+    finds anything in black is the model's business: the 16-epoch fixture finds a couple of low-score boxes)."""
+    black = np.zeros((1, 160, 160, 3), np.uint8)
+    out = Detector(tiny_exports["fp32"], backend="openvino").raw(black)
+    ref = Detector(tiny_exports["fp32"], backend="onnxruntime").raw(black)
     assert out["num_dets"].dtype == np.int32 and out["labels"].dtype == np.int32
-    assert out["num_dets"][0, 0] == 0 and not out["boxes"].any() and not out["scores"].any()
+    n = int(out["num_dets"][0, 0])
+    assert n == int(ref["num_dets"][0, 0]) and 0 <= n <= out["scores"].shape[1]
+    assert not out["boxes"][0, n:].any() and not out["scores"][0, n:].any()
+    np.testing.assert_array_equal(out["labels"][0, :n], ref["labels"][0, :n])
+    np.testing.assert_allclose(out["scores"][0, :n], ref["scores"][0, :n], atol=1e-4)
+    np.testing.assert_allclose(out["boxes"][0, :n], ref["boxes"][0, :n], atol=1e-2)
 
 
 #: The rescaled model scores many boxes high; at 0.5 no image reaches max_dets, so no box is compared at the

@@ -109,8 +109,12 @@ TEST(Detector, BadImagesAndBatchesAreErrorsNotCrashes) {
   std::vector<uint8_t> buf(static_cast<size_t>(det.metadata().height) * det.metadata().width * 3 * (det.batch_size() + 1));
   EXPECT_THROW(det.raw(buf.data(), det.batch_size() + 1), edgedet::Error);
   EXPECT_TRUE(det.detect(std::vector<cv::Mat>{}).empty());
-  // A black image: the contract still holds (no boxes).
+  // A black image: the contract still holds (a count within K, zero rows past it). Whether the model finds
+  // anything in black is the model's business: a better-trained fixture found 2 boxes at score 0.05.
   const auto raw = det.raw(buf.data(), 1);
-  EXPECT_EQ(raw.num_dets.at(0), 0);
-  EXPECT_GT(raw.max_dets, 0);
+  ASSERT_GT(raw.max_dets, 0);
+  const int n = raw.num_dets.at(0);
+  EXPECT_GE(n, 0);
+  EXPECT_LE(n, raw.max_dets);
+  for (int i = n; i < raw.max_dets; ++i) EXPECT_EQ(raw.scores.at(static_cast<size_t>(i)), 0.0f) << i;
 }
