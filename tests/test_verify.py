@@ -14,7 +14,7 @@ from edgedet.export.onnx_export import ExportOptions, export_model
 def engines(tiny_checkpoint, synth, tmp_path_factory):
     out = tmp_path_factory.mktemp("verify")
     res = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), fp16=True, int8=True,
-                                     calib_images=str(synth.train_json), calib_count=128, out_dir=str(out)))
+                                     calib_images=str(synth.train_json), out_dir=str(out)))  # the default 256 calibration images
     return res.artifacts
 
 
