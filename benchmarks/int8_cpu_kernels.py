@@ -113,12 +113,12 @@ def main() -> None:
                 "heads |d| mean / p99.9: ORT raw", "ORT", "OpenVINO"):
         rows.add_column(col)
     with tempfile.TemporaryDirectory() as tmp:
-        for weights in args.weights:
+        for index, weights in enumerate(args.weights):
             base = None
             for bits in (7, 8):
                 res = export_model(ExportOptions(model=None, weights=weights, nms=NMSConfig("onnx", score_thresh=0.01),
                                                  int8=True, calib_images=args.calib_images, int8_weight_bits=bits,
-                                                 out_dir=str(Path(tmp) / f"{Path(weights).parent.name}-{bits}")))
+                                                 out_dir=str(Path(tmp) / f"{index}-{bits}")))
                 fp32, int8 = res.artifacts["fp32"], res.artifacts["int8"]
                 if base is None:
                     base = {b: _map(fp32, val, b, args.threads) for b in ("onnxruntime", "openvino")}
