@@ -69,6 +69,10 @@ QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # Pure functions: versions, precision, batch profile.
 
 
+#: The oldest TensorRT edgedet builds for: JetPack 6.1/6.2's, and the oldest parser table `edgedet check` carries.
+OLDEST_TENSORRT = (10, 3)
+
+
 class TrtFeatures(NamedTuple):
     """What a TensorRT version offers the builder."""
 
@@ -94,8 +98,9 @@ def tensorrt_features(version: str) -> TrtFeatures:
         major, minor, patch = (int(p) for p in (parts + ["0", "0"])[:3])
     except ValueError:
         raise BackendError(f"cannot read the TensorRT version {version!r}") from None
-    if major < 10:
-        raise BackendError(f"TensorRT {version} is too old; edgedet builds with TensorRT 10 (JetPack 6) or newer")
+    if (major, minor) < OLDEST_TENSORRT:
+        raise BackendError(f"TensorRT {version} is too old: edgedet builds with TensorRT 10.3 or newer (on a Jetson, "
+                           "JetPack 6.1 or 6.2; JetPack 6.0 ships TensorRT 8.6, so move to JetPack 6.1 or later)")
     legacy = major < 11
     return TrtFeatures(major, minor, patch, strongly_typed_only=not legacy,
                        has_calibrators=legacy, efficient_nms_deprecated=(major, minor) >= (10, 12),

@@ -175,8 +175,10 @@ def test_tensorrt_feature_table() -> None:
     assert tensorrt_features("10.12.0.36").strongly_typed
     f11 = tensorrt_features("11.0.0")
     assert f11 == (11, 0, 0, True, False, True, True) and f11.strongly_typed_only and f11.strongly_typed
-    with pytest.raises(EdgedetError, match="too old"):
-        tensorrt_features("8.5.2")
+    for old in ("8.6.2", "10.2.0"):  # JetPack 6.0's TensorRT; a desktop 10.x older than every parser table
+        with pytest.raises(EdgedetError, match=r"too old.*10\.3.*JetPack 6\.1") as e:
+            tensorrt_features(old)
+        one_line(e)
 
 
 def test_precision_rules() -> None:
