@@ -145,6 +145,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
 
     if not engines:
         raise EdgedetError("give at least one --engine")
+    if tolerance is not None and not tolerance >= 0:
+        raise EdgedetError(f"--tolerance must be 0 or more AP points, not {tolerance}")
     detectors = [Detector(p, backend=backend, threads=threads) for p in engines]
     first = detectors[0].metadata
     for det in detectors[1:]:

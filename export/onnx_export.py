@@ -86,9 +86,21 @@ def _versions() -> dict[str, str | None]:
             "onnx": onnx.__version__, "onnxruntime": ort_version, "tensorrt": trt_version}
 
 
+def _newest_opset() -> int:
+    """The newest opset the TorchScript exporter writes (asking it for more printed ~1 000 lines of graph IR to
+    stdout before its error)."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET))
+
+
 def _check_options(opts: ExportOptions) -> None:
-    if opts.opset < MIN_OPSET:
-        raise EdgedetError(f"--opset must be at least {MIN_OPSET}")
+    if not MIN_OPSET <= opts.opset <= _newest_opset():
+        raise EdgedetError(f"--opset must be in {MIN_OPSET}..{_newest_opset()} (the newest the exporter writes), "
+                           f"not {opts.opset}")
+    if opts.name is not None and (opts.name in ("", ".", "..") or Path(opts.name).name != opts.name
+                                  or "\\" in opts.name):
+        raise EdgedetError(f"--name is a file stem inside the output folder, not a path: {opts.name!r}")
     if opts.batch < 1:
         raise EdgedetError("--batch must be at least 1")
     if not 1 <= opts.max_candidates <= TENSORRT_TOPK_LIMIT:

@@ -94,6 +94,10 @@ def test_export_proposal_count_is_faster_rcnn_only(tmp_path):
     (["check", "--engine", "m.onnx", "--target", "trt12"], ["trtMAJOR.MINOR", "'trt12'"]),
     (["check", "--engine", "m.onnx", "--target", "trt8.6"], ["older than every parser table"]),
     (["build"], ["--engine FILE is required"]),
+    (["verify", "--engine", "m.onnx", "--weights", "w.pt", "--data", "d.json", "--tolerance", "-1"],
+     ["--tolerance", "must be 0 or more AP points"]),
+    (["export", "--weights", "none", "--model", "ssdlite_tiny", "--opset", "99"], ["--opset must be in 17.."]),
+    (["export", "--weights", "none", "--model", "ssdlite_tiny", "--name", "../../x"], ["--name is a file stem"]),
     (["export", "--weights", "none", "--batch", "two"], ["--batch: expected an integer, not 'two'"]),
 ])
 def test_argument_errors_are_one_line_exit_1_with_a_suggestion(args, fragments):
@@ -111,3 +115,9 @@ def test_every_option_of_every_verb_has_help():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [f"{verb} {a.option_strings or a.dest}" for verb, p in sub.choices.items() for a in p._actions if not a.help]
     assert len(sub.choices) >= 14 and not missing, missing
+
+
+def test_an_opset_the_exporter_cannot_write_is_refused_before_it_prints_a_graph(tmp_path):
+    proc = run_edgedet("export", "--weights", "none", "--model", "ssdlite_tiny", "--opset", "99", "-o", str(tmp_path))
+    assert_one_line_error(proc, "--opset must be in")
+    assert len(proc.stdout.splitlines()) < 3 and not list(tmp_path.iterdir()), proc.stdout[:500]

@@ -9,13 +9,26 @@ from edgedet.cli import _vocabulary as v
 HELP = "evaluate engines and the PyTorch reference on the same images; fail when an engine loses more AP than allowed"
 
 
+def _points(text: str) -> float:
+    """argparse type: an allowed AP drop, 0 or more points (a negative one would fail a perfect engine)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of AP points, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more AP points, not {text}")
+    return value
+
+
 def add_args(p: argparse.ArgumentParser) -> None:
     v.add(p, "engine", required=True, nargs="+", detail="one or more of the same model")
     v.add(p, "backend", choices=list(_backends()))
     v.add(p, "threads")
     v.add_model(p)
     v.add_dataset(p)
-    p.add_argument("--tolerance", type=float, metavar="POINTS",
+    p.add_argument("--tolerance", type=_points, metavar="POINTS",
                    help="allowed AP drop in points (default by precision: fp32 0.1, fp16 0.3, int8 1.0)")
     p.add_argument("--allow-other-weights", action="store_true",
                    help="compare even when the engines' metadata records other weights than --weights")
