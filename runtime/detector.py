@@ -87,19 +87,44 @@ def parse_device(device: int | str | None) -> tuple[str | None, int]:
     raise BackendError(f"device must be cpu, cuda, cuda:N or a CUDA ordinal, not {device!r}")
 
 
+ACCEPTED_IMAGES = ("RGB uint8 arrays [H, W, 3] (also gray [H, W] or [H, W, 1], RGBA [H, W, 4]), uint16, "
+                   "float (0..1 or 0..255), other integers within 0..255, or PIL images")
+
+
+def _is_pil(image: object) -> bool:
+    """A PIL image, recognised without importing PIL (the runtime does not need it)."""
+    return hasattr(image, "convert") and hasattr(image, "mode") and hasattr(image, "size")
+
+
+def is_single_image(images: object) -> bool:
+    """One image (an array [H, W] / [H, W, C] or a PIL image) rather than a batch of them."""
+    return (isinstance(images, np.ndarray) and images.ndim in (2, 3)) or _is_pil(images)
+
+
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """Grayscale ``[H, W]``/``[H, W, 1]`` and RGBA ``[H, W, 4]`` to RGB ``[H, W, 3]`` uint8; 16-bit scaled to
-    8 bits, float images in [0, 1] scaled by 255 (with a warning: the engine takes 0..255)."""
+    8 bits, float images in [0, 1] scaled by 255 (with a warning: the engine takes 0..255), PIL images converted
+    to RGB. Bool and int8 arrays, and integers outside 0..255, are refused: converting them would silently give
+    another image (a mask > 128 becomes all black, int8 wraps)."""
     if image is None:
         raise DataError("got None instead of an image (did cv2.imread fail to read the file?)")
+    if _is_pil(image):
+        image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
-        raise DataError(f"expected an image array [H, W] or [H, W, C], got {getattr(image, 'shape', type(image))}")
+        raise DataError(f"expected an image: {ACCEPTED_IMAGES}; got {getattr(image, 'shape', type(image).__name__)}")
     if image.dtype != np.uint8:
+        kind = image.dtype.kind
+        if image.dtype == np.bool_ or image.dtype == np.int8 or kind not in "uif":
+            raise DataError(f"{image.dtype} arrays are not images edgedet can read unambiguously; expected "
+                            f"{ACCEPTED_IMAGES}")
         if image.dtype == np.uint16:
             image = scale_16_to_8(image)
-        elif image.dtype.kind == "f" and float(np.nanmax(image)) <= 1.0:
+        elif kind == "f" and float(np.nanmax(image)) <= 1.0:
             log.warn("float image with values in [0, 1]: scaled by 255 (pass uint8 0..255 images)", once=True)
             image = np.rint(np.nan_to_num(image) * 255.0)
+        elif kind in "ui" and (int(image.min()) < 0 or int(image.max()) > 255):
+            raise DataError(f"{image.dtype} image with values in {int(image.min())}..{int(image.max())}, outside "
+                            "0..255; scale it to uint8 first")
         image = np.clip(image, 0, 255).astype(np.uint8)
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
@@ -204,8 +229,12 @@ class Detector:
     def __call__(self, images: ImageOrBatch) -> Detections | list[Detections]:
         if images is None:
             raise DataError("got None instead of an image (did cv2.imread fail to read the file?)")
-        single = isinstance(images, np.ndarray) and images.ndim in (2, 3)
-        batch = [images] if single else list(images)
+        single = is_single_image(images)
+        try:
+            batch = [images] if single else list(images)
+        except TypeError:
+            raise DataError(f"expected an image or a list of images: {ACCEPTED_IMAGES}; got "
+                            f"{type(images).__name__}") from None
         out: list[Detections] = []
         for start in range(0, len(batch), self.batch_size):
             out.extend(self._run_chunk([as_rgb(im) for im in batch[start : start + self.batch_size]]))

@@ -189,3 +189,33 @@ def test_no_progress_bars_when_stderr_is_not_a_terminal(engine, synth, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr and "it/s" not in proc.stderr and "img/s" not in proc.stderr, proc.stderr
     assert "predict: 10 images" in proc.stderr
+
+
+def test_detector_reads_pil_images_and_refuses_ambiguous_arrays(engine, synth):
+    """A PIL image is one image (it was a TypeError); bool and int8 arrays, integers outside 0..255 and objects that
+    are no images are one-line DataErrors naming what is accepted (they were converted silently)."""
+    from PIL import Image
+
+    from edgedet.data.imageio import read_image
+    from edgedet.errors import DataError
+    from edgedet.runtime import Detector
+
+    det = Detector(engine)
+    path = sorted(synth.images_dir.glob("val_*.jpg"))[0]
+    rgb = read_image(path)
+    want = det(rgb)
+    assert len(want) > 0
+    for pil in (Image.open(path), Image.fromarray(rgb).convert("RGBA")):
+        got = det(pil)
+        np.testing.assert_array_equal(got.labels, want.labels)
+        np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+    assert len(det([Image.fromarray(rgb), rgb])) == 2
+    bad = {"bool": rgb > 128, "int8": rgb.astype(np.int8), "int16 > 255": rgb.astype(np.int16) * 4}
+    for what, image in bad.items():
+        with pytest.raises(DataError, match="uint8") as e:
+            det(image)
+        assert "\n" not in str(e.value), what
+    with pytest.raises(DataError, match="an image or a list of images"):
+        det(42)
+    ok = det(rgb.astype(np.int64))  # integers within 0..255 are an image
+    np.testing.assert_array_equal(ok.labels, want.labels)

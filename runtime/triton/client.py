@@ -16,7 +16,7 @@ import numpy as np
 
 from edgedet.errors import BackendError, DataError
 from edgedet.runtime.detections import Detections
-from edgedet.runtime.detector import as_rgb
+from edgedet.runtime.detector import as_rgb, is_single_image
 from edgedet.runtime.triton.config import INSTALL_HINT
 
 ImageOrBatch = Union[np.ndarray, Sequence[np.ndarray]]
@@ -85,7 +85,7 @@ class ServedDetector:
     def __call__(self, images: ImageOrBatch) -> Detections | list[Detections]:
         import cv2
 
-        single = isinstance(images, np.ndarray) and images.ndim in (2, 3)
+        single = is_single_image(images)
         batch = [images] if single else list(images)
         out: list[Detections] = []
         for image in batch:  # one image per request: the server's dynamic batcher groups concurrent ones
