@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from edgedet.errors import DataError
+from edgedet.runtime.input_format import UINT8_NHWC, to_engine_input
 
 _log = logging.getLogger("edgedet.export.tensorrt")
 
@@ -54,19 +55,19 @@ def calibration_nbytes(shape: Sequence[int]) -> int:
 
 
 def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], batch_size: int,
-                    input_shape: tuple[int, ...], cache_path: str | Path, cuda: Any) -> Any:
+                    size: tuple[int, int], cache_path: str | Path, cuda: Any, input_format: str = UINT8_NHWC) -> Any:
     """A TensorRT 10 ``IInt8EntropyCalibrator2`` (``"entropy"``) or ``IInt8MinMaxCalibrator`` (``"minmax"``).
 
     It copies each ``uint8 [batch_size, H, W, 3]`` batch, converted to float32 (TensorRT's calibrator reads
     float32 for every non-index input, whatever the network input's type: Polygraphy's calibrator forces
     float32 and trtexec's allocates ``count * sizeof(float)``), into one device buffer and hands TensorRT its
-    address; ``None`` ends calibration. ``read_calibration_cache`` returns the cache file's bytes (already
+    address (as float32 NCHW for a float-nchw export); ``None`` ends calibration. ``read_calibration_cache`` returns the cache file's bytes (already
     checked by :func:`create_engine`, because an exception raised inside a TensorRT callback cannot reach the
     user as one line), ``write_calibration_cache`` writes TensorRT's bytes atomically. ``cuda`` is the runtime's
     CUDA helper (:func:`edgedet.runtime.cuda.load_cuda`).
     """
     base = trt.IInt8EntropyCalibrator2 if algorithm == "entropy" else trt.IInt8MinMaxCalibrator
-    shape = (batch_size, *input_shape[1:])
+    shape = (batch_size, *size, 3)
     nbytes = calibration_nbytes(shape)
 
     class _Calibrator(base):  # type: ignore[misc, valid-type]
@@ -92,7 +93,8 @@ def make_calibrator(trt: Any, algorithm: str, batches: Iterable[np.ndarray], bat
             except Exception as e:  # noqa: BLE001 - end calibration here; the builder then fails, we report why
                 self.error = e
                 return None
-            np.copyto(self.host, batch.reshape(-1))  # uint8 → float32 values 0..255, what TensorRT reads
+            # uint8 → float32 values 0..255, what TensorRT reads, in the engine's layout
+            np.copyto(self.host, to_engine_input(batch, input_format).reshape(-1), casting="unsafe")
             cuda.memcpy_htod_async(self.device_ptr, self.host, self.stream)
             cuda.stream_sync(self.stream)
             self.count += batch_size

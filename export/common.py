@@ -5,24 +5,31 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgedet.runtime.input_format import UINT8_NHWC
 
 
 class NormalizeInput(nn.Module):
-    """uint8 NHWC RGB → float NCHW, scaled to [0, 1] and normalised, inside the graph (engine contract).
+    """uint8 NHWC RGB (or float32 NCHW RGB in 0..255) → float NCHW, scaled to [0, 1] and normalised, inside
+    the graph (engine contract; ``input_format`` is one of :data:`edgedet.runtime.input_format.INPUT_FORMATS`).
 
     The Cast comes first: TensorRT's ONNX parser rejects any UINT8 tensor that is not a network input
     or output, so a Transpose of the uint8 input (permute before cast) fails every TensorRT build.
-    The compute dtype follows the buffers, so ``wrapper.double()`` gives a float64 reference.
+    Per-channel mean/std stay here for the float input too: DeepStream's nvinfer, which feeds it, has one
+    scale factor for all channels. The compute dtype follows the buffers, so ``wrapper.double()`` gives a
+    float64 reference.
     """
 
-    def __init__(self, mean: list[float], std: list[float]) -> None:
+    def __init__(self, mean: list[float], std: list[float], input_format: str = UINT8_NHWC) -> None:
         super().__init__()
+        self.input_format = input_format
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(self.mean.dtype).permute(0, 3, 1, 2) / 255.0
-        return (x - self.mean) / self.std
+        x = images.to(self.mean.dtype)
+        if self.input_format == UINT8_NHWC:
+            x = x.permute(0, 3, 1, 2)
+        return (x / 255.0 - self.mean) / self.std
 
 
 def topk_candidates(

@@ -23,6 +23,7 @@ from edgedet.export.nms import CANDIDATES, NMSConfig, append_nms
 from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
 from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_reference, pad_value, set_rpn_proposals
 from edgedet.fileio import atomic_path, atomic_write_json
+from edgedet.runtime.input_format import DESCRIPTION, INPUT_FORMATS, UINT8_NHWC, shape_of, to_engine_input
 from edgedet.runtime.metadata import PROPS_KEY, SCHEMA_VERSION, sidecar_path
 
 MIN_OPSET = 17
@@ -48,6 +49,7 @@ class ExportOptions:
     rpn_post_nms_top_n: int | None = None  # proposals per image: the box head's static workload
     max_candidates: int = 1000
     opset: int = MIN_OPSET
+    input_format: str = UINT8_NHWC  # float-nchw: the input DeepStream's nvinfer writes (edgedet.runtime.input_format)
     out_dir: str = "exports"
     name: str | None = None
     force: bool = False
@@ -101,6 +103,8 @@ def _check_options(opts: ExportOptions) -> None:
     if opts.name is not None and (opts.name in ("", ".", "..") or Path(opts.name).name != opts.name
                                   or "\\" in opts.name):
         raise EdgedetError(f"--name is a file stem inside the output folder, not a path: {opts.name!r}")
+    if opts.input_format not in INPUT_FORMATS:
+        raise EdgedetError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}, not {opts.input_format!r}")
     if opts.batch < 1:
         raise EdgedetError("--batch must be at least 1")
     if not 1 <= opts.max_candidates <= TENSORRT_TOPK_LIMIT:
@@ -138,11 +142,12 @@ def _build(opts: ExportOptions):
 
 
 def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int,
-                  outputs: tuple[str, ...] = CANDIDATES) -> onnx.ModelProto:
+                  outputs: tuple[str, ...] = CANDIDATES, input_format: str = UINT8_NHWC) -> onnx.ModelProto:
     import torch
 
-    h, w = size
-    example = torch.zeros(batch, h, w, 3, dtype=torch.uint8)
+    wrapper.normalize.input_format = input_format
+    example = torch.zeros(shape_of(input_format, batch, size),
+                          dtype=torch.uint8 if input_format == UINT8_NHWC else torch.float32)
     buf = io.BytesIO()
     dynamic_axes = {n: {0: "batch"} for n in ("images", *outputs)} if dynamic else None
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -197,8 +202,8 @@ def _to_int8(model: onnx.ModelProto, opts: ExportOptions, size: tuple[int, int],
 
     images = calibration_images(opts.calib_images, count=opts.calib_count)
     batch = 1 if opts.dynamic_batch else opts.batch
-    return quantize_qdq(model, preprocessed_batches(images, size, resize, tuple(pad), batch), method=opts.calib_method,
-                        weight_bits=opts.int8_weight_bits)
+    batches = (to_engine_input(b, opts.input_format) for b in preprocessed_batches(images, size, resize, tuple(pad), batch))
+    return quantize_qdq(model, batches, method=opts.calib_method, weight_bits=opts.int8_weight_bits)
 
 
 def _finish(model: onnx.ModelProto, meta: dict[str, Any]) -> onnx.ModelProto:
@@ -245,12 +250,14 @@ def export_model(opts: ExportOptions) -> ExportResult:
                             max_candidates=opts.max_candidates, **family_opts).eval()
     batch = opts.dynamic_batch or opts.batch
     candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size,
-                               opts.opset, nms.candidates)
+                               opts.opset, nms.candidates, opts.input_format)
+    dtype, layout = DESCRIPTION[opts.input_format]
 
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "model": entry.name, "family": entry.family, "target": EXPORT_TARGET,
         "classes": classes, "category_ids": category_ids,
-        "input": {"name": "images", "dtype": "uint8", "layout": "NHWC", "color": "RGB", "size": list(size),
+        "input": {"name": "images", "format": opts.input_format, "dtype": dtype, "layout": layout, "color": "RGB",
+                  "range": [0, 255], "size": list(size),
                   "resize": RESIZE_MODE[entry.family], "pad_value": pad_value(model)},
         "batch": {"dynamic": True, "max": batch} if opts.dynamic_batch else {"dynamic": False, "size": batch},
         "nms": nms.to_dict(), "max_candidates": opts.max_candidates,

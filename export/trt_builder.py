@@ -56,6 +56,7 @@ import numpy as np
 from edgedet import log
 from edgedet.errors import BackendError, EdgedetError
 from edgedet.export.nms import NMS_PREFIX
+from edgedet.runtime.input_format import recognise
 from edgedet.runtime.plugins import EFFICIENT_NMS
 
 _log = logging.getLogger("edgedet.export.tensorrt")
@@ -202,9 +203,9 @@ def batch_profile(input_shape: Sequence[Any], min_batch: int | None, opt_batch: 
     static export cannot change at build time).
     """
     shape = [_dim(d) for d in input_shape]
-    if len(shape) != 4 or shape[3] != 3 or min(shape[1:]) <= 0:
-        raise EdgedetError(f"ONNX input is {list(input_shape)}, not uint8 [B, H, W, 3] with a fixed H x W "
-                           "(the engine contract); was it written by edgedet export?")
+    if len(shape) != 4 or 3 not in (shape[1], shape[3]) or min(shape[1:]) <= 0:
+        raise EdgedetError(f"ONNX input is {list(input_shape)}, not uint8 [B, H, W, 3] or float32 [B, 3, H, W] with "
+                           "a fixed H x W (the engine contract); was it written by edgedet export?")
     given = {"--min-batch": min_batch, "--opt-batch": opt_batch, "--max-batch": max_batch}
     for flag, v in given.items():
         if v is not None and v < 1:
@@ -311,9 +312,11 @@ def prepare(opts: BuildOptions) -> Prepared:
     if len(inputs) != 1:
         raise EdgedetError(f"{src.name} has {len(inputs)} inputs; the engine contract has one, uint8 [B, H, W, 3]")
     inp = inputs[0]
-    if inp.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
-        raise EdgedetError(f"{src.name} input {inp.name!r} is not uint8 (the engine contract); was it written by edgedet export?")
     shape = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
+    dtype = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.FLOAT: "float32"}.get(inp.type.tensor_type.elem_type, "")
+    if recognise(dtype, shape) is None:
+        raise EdgedetError(f"{src.name} input {inp.name!r} is not uint8 [B, H, W, 3] or float32 [B, 3, H, W] (the engine "
+                           "contract); was it written by edgedet export?")
     metadata = read_metadata(src) or {}
     if metadata.get("target") == "cpu":
         raise EdgedetError(f"{src.name} is a CPU artifact (metadata target 'cpu', for ONNX Runtime/OpenVINO); "
@@ -563,10 +566,10 @@ def build_engine(opts: BuildOptions) -> BuildResult:
             lo, _opt, hi = profile
             fixed = lo[0] == hi[0] and _dim(next(iter(network.get_input(0).shape))) > 0
             calib_batch = lo[0] if fixed else max(lo[0], min(opts.calib_batch, hi[0]))
+            fmt, _b, size = recognise("uint8" if lo[3] == 3 else "float32", list(lo))
             if batches is None:
-                batches = folder_batches(opts.calib_images, prep.metadata, tuple(lo[1:3]), calib_batch,
-                                         opts.calib_count)
-            calibrator = make_calibrator(trt, opts.calib_method, batches, calib_batch, lo, cache, cuda)
+                batches = folder_batches(opts.calib_images, prep.metadata, size, calib_batch, opts.calib_count)
+            calibrator = make_calibrator(trt, opts.calib_method, batches, calib_batch, size, cache, cuda, fmt)
             calibrated = not cache.is_file()
         data = create_engine(trt, builder, network, plan, profile, workspace_gb=opts.workspace_gb, dla=opts.dla,
                              timing_cache=opts.timing_cache, calibrator=calibrator, calib_batch=calib_batch)

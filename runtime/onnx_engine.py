@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedet.errors import BackendError
+from edgedet.runtime.input_format import recognise, to_engine_input
 from edgedet.runtime.plugins import EFFICIENT_NMS, PluginGraphRunner
 
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
@@ -23,8 +24,9 @@ OUTPUT_SPEC = {"num_dets": ("int32", (1,)), "boxes": ("float32", ("K", 4)), "sco
 
 
 def read_contract_model(path: Path):
-    """``(model, input name, batch or None, (H, W))`` of an ONNX file that follows the engine contract
-    (one uint8 ``[B, H, W, 3]`` input, the four contract outputs); :class:`BackendError` otherwise."""
+    """``(model, input name, batch or None, (H, W), input format)`` of an ONNX file that follows the engine
+    contract (one uint8 ``[B, H, W, 3]`` or float32 ``[B, 3, H, W]`` input, the four contract outputs);
+    :class:`BackendError` otherwise."""
     try:
         import onnx
     except ImportError as e:
@@ -39,13 +41,17 @@ def read_contract_model(path: Path):
         raise BackendError(f"{path} has no inputs; is it an edgedet export?")
     inp = model.graph.input[0]
     dims = [d.dim_value or None for d in inp.type.tensor_type.shape.dim]
-    if len(dims) != 4 or inp.type.tensor_type.elem_type != onnx.TensorProto.UINT8 or dims[3] != 3:
-        raise BackendError(f"{path} input {inp.name!r} is not uint8 [B, H, W, 3] (the engine contract)")
+    dtype = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.FLOAT: "float32"}.get(inp.type.tensor_type.elem_type)
+    known = recognise(dtype or "", dims)
+    if known is None or not all(known[2]):
+        raise BackendError(f"{path} input {inp.name!r} is not uint8 [B, H, W, 3] or float32 [B, 3, H, W] "
+                           "(the engine contract)")
     names = [o.name for o in model.graph.output]
     if names != list(OUTPUT_NAMES):
         raise BackendError(f"{path} outputs {names}, not the engine contract's {list(OUTPUT_NAMES)}")
     _check_outputs(model, path)
-    return model, inp.name, dims[0], (dims[1], dims[2])
+    fmt, batch, size = known
+    return model, inp.name, batch, size, fmt
 
 
 def _check_outputs(model, path: Path) -> None:
@@ -122,7 +128,7 @@ class OnnxEngine:
         except ImportError as e:
             raise BackendError(f"ONNX Runtime is not installed ({e.name}); pip install onnxruntime") from None
         path = Path(path)
-        model, self.input_name, self.input_batch, self.input_hw = read_contract_model(path)
+        model, self.input_name, self.input_batch, self.input_hw, self.input_format = read_contract_model(path)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -145,7 +151,7 @@ class OnnxEngine:
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
         """``images uint8 [B, H, W, 3]`` → num_dets, boxes, scores, labels."""
-        feeds = {self.input_name: images}
+        feeds = {self.input_name: to_engine_input(images, self.input_format)}
         if self._plugin is not None:
             return self._plugin.run(feeds)
         return self._session.run(list(OUTPUT_NAMES), feeds)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedet.errors import BackendError
+from edgedet.runtime.input_format import to_engine_input
 from edgedet.runtime.onnx_engine import OUTPUT_NAMES, read_contract_model
 from edgedet.runtime.plugins import EFFICIENT_NMS
 
@@ -25,7 +26,7 @@ class OpenVinoEngine:
         except ImportError as e:
             raise BackendError(f"OpenVINO is not installed ({e.name}); {INSTALL_HINT}") from None
         path = Path(path)
-        model, self.input_name, self.input_batch, self.input_hw = read_contract_model(path)
+        model, self.input_name, self.input_batch, self.input_hw, self.input_format = read_contract_model(path)
         if any(n.op_type == EFFICIENT_NMS for n in model.graph.node):
             raise BackendError(f"{path.name} uses the TensorRT plugin {EFFICIENT_NMS}, which OpenVINO cannot run; "
                                "export with --nms onnx")
@@ -43,7 +44,7 @@ class OpenVinoEngine:
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
         """``images uint8 [B, H, W, 3]`` → num_dets, boxes, scores, labels (copies, not OpenVINO's buffers)."""
         try:
-            result = self._request.infer({self.input_name: images})
+            result = self._request.infer({self.input_name: to_engine_input(images, self.input_format)})
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"OpenVINO inference failed: {_first_line(e)}") from None
         return [np.array(result[o]) for o in self._outputs]

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgedet.errors import BackendError
+from edgedet.runtime.input_format import UINT8_NHWC, recognise, shape_of
 from edgedet.runtime.onnx_engine import OUTPUT_NAMES, OUTPUT_SPEC
 
 # numpy dtype name for each TensorRT DataType member name; others keep TensorRT's name, lower-cased.
@@ -41,6 +42,14 @@ class EngineLayout:
     max_batch: int
     dynamic: bool
     outputs: dict[str, tuple[tuple[int, ...], np.dtype]]  # name -> (shape without batch, dtype)
+    input_format: str = UINT8_NHWC  # edgedet.runtime.input_format
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        return shape_of(self.input_format, batch, (self.height, self.width))
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.input_format == UINT8_NHWC else np.float32)
 
 
 def describe_engine(engine: Any) -> tuple[list[TensorInfo], tuple[tuple[int, ...], tuple[int, ...]] | None]:
@@ -65,7 +74,7 @@ def describe_engine(engine: Any) -> tuple[list[TensorInfo], tuple[tuple[int, ...
 
 def check_contract(tensors: Sequence[TensorInfo], profile: tuple[Sequence[int], Sequence[int]] | None = None,
                    *, source: str = "engine") -> EngineLayout:
-    """Check the engine contract (input ``uint8 [B, H, W, 3]``; outputs ``num_dets int32 [B, 1]``,
+    """Check the engine contract (input ``uint8 [B, H, W, 3]`` or ``float32 [B, 3, H, W]``; outputs ``num_dets int32 [B, 1]``,
     ``boxes float32 [B, K, 4]``, ``scores float32 [B, K]``, ``labels int32 [B, K]``) and return the layout.
 
     ``profile`` is the input's (min, max) shapes from optimization profile 0; it is needed only when the
@@ -76,10 +85,12 @@ def check_contract(tensors: Sequence[TensorInfo], profile: tuple[Sequence[int], 
         raise BackendError(f"{source} has {len(inputs)} inputs ({', '.join(t.name for t in inputs) or 'none'}); "
                            "the engine contract has one, uint8 [B, H, W, 3]")
     inp = inputs[0]
-    if inp.dtype != "uint8" or len(inp.shape) != 4 or inp.shape[3] != 3:
+    known = recognise(inp.dtype, list(inp.shape))
+    if known is None:
         raise BackendError(f"{source} input {inp.name!r} is {inp.dtype} {list(inp.shape)}, not uint8 [B, H, W, 3] "
-                           "(the engine contract); was it built from an edgedet export?")
-    if inp.shape[1] <= 0 or inp.shape[2] <= 0:
+                           "or float32 [B, 3, H, W] (the engine contract); was it built from an edgedet export?")
+    fmt, _batch, (height, width) = known
+    if height <= 0 or width <= 0:
         raise BackendError(f"{source} input {inp.name!r} has a dynamic height or width {list(inp.shape)}; "
                            "the engine contract fixes H x W per export")
     dynamic = inp.shape[0] < 0
@@ -110,8 +121,8 @@ def check_contract(tensors: Sequence[TensorInfo], profile: tuple[Sequence[int], 
             raise BackendError(f"{source} output {name!r} is {t.dtype} {list(t.shape)}, not {want_dtype} [{want}] "
                                "(the engine contract, with one static K for all outputs)")
         layout[name] = (tail, np.dtype(want_dtype))
-    return EngineLayout(input_name=inp.name, height=int(inp.shape[1]), width=int(inp.shape[2]),
-                        min_batch=min_batch, max_batch=max_batch, dynamic=dynamic, outputs=layout)
+    return EngineLayout(input_name=inp.name, height=int(height), width=int(width), min_batch=min_batch,
+                        max_batch=max_batch, dynamic=dynamic, outputs=layout, input_format=fmt)
 
 
 def check_images(images: Any, layout: EngineLayout) -> int:

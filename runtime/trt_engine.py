@@ -22,6 +22,7 @@ import numpy as np
 
 from edgedet.errors import BackendError
 from edgedet.runtime.cuda import Cuda, load_cuda
+from edgedet.runtime.input_format import to_engine_input
 from edgedet.runtime.onnx_engine import OUTPUT_NAMES
 from edgedet.runtime.trt_contract import check_contract, check_images, describe_engine
 from edgedet.runtime.trt_loader import import_tensorrt, trt_logger
@@ -90,7 +91,7 @@ class TrtEngine:
         if self._context is None:
             raise BackendError(f"cannot create a TensorRT execution context for {path} (out of GPU memory?)")
         self._stream = cuda.stream_create()
-        sizes = {lay.input_name: lay.height * lay.width * 3}
+        sizes = {lay.input_name: lay.height * lay.width * 3 * lay.input_dtype.itemsize}
         sizes.update({n: int(np.prod(tail)) * dt.itemsize for n, (tail, dt) in lay.outputs.items()})
         for name, per_image in sizes.items():
             nbytes = per_image * lay.max_batch
@@ -101,7 +102,8 @@ class TrtEngine:
         self._bound_batch = 0
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
-        """``images uint8 [B, H, W, 3]`` → num_dets, boxes, scores, labels (new arrays, batch ``B``)."""
+        """``images uint8 [B, H, W, 3]`` → num_dets, boxes, scores, labels (new arrays, batch ``B``); a float-nchw
+        engine gets them as float32 NCHW."""
         if self._closed:
             raise BackendError(f"TensorRT engine {self.path.name} is closed")
         lay, cuda, stream = self.layout, self._cuda, self._stream
@@ -112,12 +114,13 @@ class TrtEngine:
         cuda.activate()
         try:
             if lay.dynamic and run != self._bound_batch:
-                if not self._context.set_input_shape(lay.input_name, (run, lay.height, lay.width, 3)):
+                if not self._context.set_input_shape(lay.input_name, lay.input_shape(run)):
                     raise BackendError(f"TensorRT refused batch {run} for {self.path.name}")
                 self._bound_batch = run
             host_in = self._host_bufs[lay.input_name]
-            per_image = lay.height * lay.width * 3
-            np.copyto(host_in[: b * per_image].reshape(images.shape), images)
+            per_image = lay.height * lay.width * 3 * lay.input_dtype.itemsize
+            feed = to_engine_input(images, lay.input_format)
+            np.copyto(host_in[: b * per_image].view(lay.input_dtype).reshape(feed.shape), feed)
             cuda.memcpy_htod_async(self._device_bufs[lay.input_name], host_in[: run * per_image], stream)
             if not self._context.execute_async_v3(stream):
                 raise BackendError(f"TensorRT failed to run {self.path.name} (see the TensorRT log)")

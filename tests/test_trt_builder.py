@@ -347,11 +347,18 @@ def test_calibrator_uploads_float32_not_bytes(tmp_path) -> None:
                                 IInt8MinMaxCalibrator=object)
     cuda = _FakeCuda()
     batch = np.random.default_rng(0).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
-    cal = make_calibrator(trt, "entropy", [batch], 2, (2, H, W, 3), tmp_path / "c.calib", cuda)
+    cal = make_calibrator(trt, "entropy", [batch], 2, (H, W), tmp_path / "c.calib", cuda)
     assert list(cuda.allocs.values()) == [batch.size * 4]
     assert cal.get_batch(["images"]) == [1] and cal.get_batch(["images"]) is None
     sent = np.frombuffer(cuda.uploads[0], np.float32)
     np.testing.assert_array_equal(sent, batch.reshape(-1).astype(np.float32))
+    cal.free()
+    # a float-nchw export (DeepStream's input) is calibrated on the same images in its own layout
+    cuda = _FakeCuda()
+    cal = make_calibrator(trt, "entropy", [batch], 2, (H, W), tmp_path / "c.calib", cuda, "float-nchw")
+    assert cal.get_batch(["images"]) == [1]
+    sent = np.frombuffer(cuda.uploads[0], np.float32)
+    np.testing.assert_array_equal(sent, batch.transpose(0, 3, 1, 2).reshape(-1).astype(np.float32))
     cal.free()
 
 

@@ -130,6 +130,13 @@ def test_contract_static_batch() -> None:
     assert [layout.outputs[n][1] for n in OUTPUT_NAMES] == [np.int32, np.float32, np.float32, np.int32]
 
 
+def test_contract_reads_a_float_nchw_input() -> None:
+    """The DeepStream-input export (--input-format float-nchw): the engine is fed float32 NCHW."""
+    layout = check_contract(*describe_engine(FakeEngine(_contract(images=(IOMode.INPUT, (2, 3, H, W), DType.FLOAT)))))
+    assert (layout.input_format, layout.height, layout.width, layout.max_batch) == ("float-nchw", H, W, 2)
+    assert layout.input_shape(1) == (1, 3, H, W) and layout.input_dtype == np.float32
+
+
 def test_contract_dynamic_batch_reads_profile_zero() -> None:
     profile = [(1, H, W, 3), (4, H, W, 3), (8, H, W, 3)]
     layout = check_contract(*describe_engine(FakeEngine(_contract(batch=-1), profile)))
@@ -137,7 +144,8 @@ def test_contract_dynamic_batch_reads_profile_zero() -> None:
 
 
 @pytest.mark.parametrize("changes, expect", [
-    ({"images": (IOMode.INPUT, (1, 3, H, W), DType.FLOAT)}, "input 'images' is float32 [1, 3, 8, 8], not uint8"),
+    ({"images": (IOMode.INPUT, (1, 3, H, W), DType.HALF)}, "input 'images' is float16 [1, 3, 8, 8], not uint8"),
+    ({"images": (IOMode.INPUT, (1, H, W, 3), DType.FLOAT)}, "input 'images' is float32 [1, 8, 8, 3], not uint8"),
     ({"images": (IOMode.INPUT, (1, -1, -1, 3), DType.UINT8)}, "dynamic height or width"),
     ({"mask": (IOMode.INPUT, (1, H, W), DType.UINT8)}, "has 2 inputs"),
     ({"labels": None}, "not the engine contract's ['num_dets', 'boxes', 'scores', 'labels']"),

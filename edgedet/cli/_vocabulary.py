@@ -146,6 +146,10 @@ FLAGS: dict[str, Flag] = _flags(
     Flag(("--int8",), "INT8: the .int8.onnx Q/DQ twin calibrated on --calib-images, or an INT8 build",
          {"action": "store_true"}),
     Flag(("--batch",), "images per call", {"type": positive_int, "metavar": "N"}),
+    Flag(("--input-format",), "the graph's input: uint8-nhwc (uint8 [B, H, W, 3], what every edgedet runtime feeds "
+                              "cheapest) or float-nchw (float32 [B, 3, H, W] RGB in 0..255, what DeepStream's nvinfer "
+                              "writes); both normalise inside the graph and detect the same",
+         {"choices": ["uint8-nhwc", "float-nchw"], "default": "uint8-nhwc"}),
     # calibration
     Flag(("--calib-images",), "calibration images: an image folder, a COCO JSON or a video", {"metavar": "SRC"}),
     Flag(("--calib-count",), "calibration images used", {"type": positive_int, "default": 256, "metavar": "N"}),

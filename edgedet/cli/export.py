@@ -14,6 +14,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     batch = p.add_mutually_exclusive_group()
     v.add(batch, "batch", default=1, detail="the graph's fixed batch")
     batch.add_argument("--dynamic-batch", type=v.positive_int, metavar="MAX", help="dynamic batch up to MAX (SSD family)")
+    v.add(p, "input-format")
     v.add_detection(p)
     v.add(p, "rpn-score-thresh")
     v.add(p, "rpn-post-nms-top-n")
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         int8=args.int8, calib_images=args.calib_images, calib_count=args.calib_count, calib_method=args.calib_method,
         int8_weight_bits=args.int8_weight_bits,
         rpn_score_thresh=args.rpn_score_thresh, rpn_post_nms_top_n=args.rpn_post_nms_top_n,
-        max_candidates=args.max_candidates, opset=args.opset,
+        max_candidates=args.max_candidates, opset=args.opset, input_format=args.input_format,
         out_dir=args.out, name=args.name, force=args.force, verify=args.verify, verify_source=args.verify_source,
         check=not args.no_check,
     )

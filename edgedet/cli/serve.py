@@ -1,5 +1,6 @@
-"""``edgedet serve``: a Triton Inference Server model repository from edgedet exports (``export``), and a local
-server on it (``start``, the tritonserver of the nvidia-pytriton wheel, bound to 127.0.0.1)."""
+"""``edgedet serve``: a Triton Inference Server model repository from edgedet exports (``export``), a local
+server on it (``start``, the tritonserver of the nvidia-pytriton wheel, bound to 127.0.0.1), and DeepStream's
+nvinfer and deepstream-app configs for an export (``deepstream``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import argparse
 
 from edgedet.cli import _vocabulary as v
 
-HELP = "serve exports on Triton Inference Server: write a model repository (export) or start a server on one (start)"
+HELP = ("serve exports on Triton Inference Server: write a model repository (export) or start a server on one (start); "
+        "or write DeepStream nvinfer + deepstream-app configs (deepstream)")
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["export", "start"], help="export: write the repository; start: run tritonserver on it")
-    v.add(p, "engine", required=False, nargs="+", detail="export: the artifacts to serve (with their sidecars)")
-    v.add(p, "out", detail="export: the model repository to write")
+    p.add_argument("action", choices=["export", "start", "deepstream"],
+                   help="export: write the repository; start: run tritonserver on it; deepstream: write nvinfer and "
+                        "deepstream-app configs for one --input-format float-nchw export")
+    v.add(p, "engine", required=False, nargs="+", detail="export: the artifacts to serve (with their sidecars); "
+                                                         "deepstream: one .onnx or .plan")
+    v.add(p, "out", detail="export: the model repository to write; deepstream: the folder for the configs")
+    p.add_argument("--parser-lib", metavar="SO", help="deepstream: the built libnvdsinfer_edgedet.so (default: "
+                                                      "OUT/libnvdsinfer_edgedet.so, absolute)")
+    v.add(p, "video", detail="deepstream: the deepstream-app source (a file or URI)")
     p.add_argument("--repo", metavar="DIR", help="start: the model repository to serve")
     p.add_argument("--kind", choices=["gpu", "cpu"], default="gpu",
                    help="export: where the native models' instances run (KIND_GPU or KIND_CPU; the _cpu models and the "
@@ -45,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         log.note(f"serve export: {len(models)} models in {args.out} ({', '.join(models)}); "
                  f"start it with `edgedet serve start --repo {args.out}`")
         return 0
+    if args.action == "deepstream":
+        return _deepstream(args)
     if not args.repo:
         raise EdgedetError("serve start needs --repo DIR (a repository written by `edgedet serve export`)")
     import time
@@ -62,3 +72,16 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return 0
         raise EdgedetError(f"tritonserver stopped by itself (exit {server.process.returncode}): {server.last_error()}")
+
+
+def _deepstream(args: argparse.Namespace) -> int:
+    from edgedet import log
+    from edgedet.errors import EdgedetError
+    from edgedet.runtime.deepstream import write_deepstream
+
+    if not args.engine or len(args.engine) != 1 or not args.out:
+        raise EdgedetError("serve deepstream needs one --engine FILE (.onnx or .plan) and -o DIR")
+    files = write_deepstream(args.engine[0], args.out, parser_lib=args.parser_lib, video=args.video, force=args.force)
+    log.note(f"serve deepstream: {files.config} (nvinfer), {files.labels}, {files.app}; run "
+             f"`deepstream-app -c {files.app}`")
+    return 0

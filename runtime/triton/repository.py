@@ -133,7 +133,6 @@ def _write_engine(repo: Path, artifact: Path, meta: dict, name: str, kind: str, 
     if suffix in PLAN:
         config = model_config(name, meta, k, native, platform="tensorrt_plan")
         _write_model(repo / name, config, classes, {"model.plan": artifact})
-        (repo / name / "nvinfer_config.txt").write_text(nvinfer_config(meta, len(classes)))
     else:
         precision = {"fp32": "FP32"}.get(meta.get("precision", "fp32"), "FP16")
         accel = [{"name": "tensorrt", "parameters": {"precision_mode": precision, "max_workspace_size_bytes": str(1 << 30)}}]
@@ -151,31 +150,6 @@ def _write_engine(repo: Path, artifact: Path, meta: dict, name: str, kind: str, 
     _write_model(repo / f"{name}_e2e", e2e, classes,
                  {**engine_files, "model.py": _python_model("encoded images in, detections out", "EndToEndModel")})
     return [name, *models, f"{name}_e2e"]
-
-
-def nvinfer_config(meta: dict, classes: int) -> str:
-    """DeepStream ``nvinfer`` settings for the plan (read beside ``1/model.plan`` and ``labels.txt``)."""
-    precision = {"fp32": 0, "int8": 1, "fp16": 2}.get(meta.get("precision", "fp32"), 0)
-    batch = meta.get("batch", {})
-    return f"""# DeepStream nvinfer config for this TensorRT plan, written by `edgedet serve export`.
-# The engine has NMS and normalisation inside: uint8 RGB NHWC in; num_dets, boxes (x1y1x2y2, network pixels),
-# scores, labels out, the layout NVIDIA's NvDsInferParseCustomEfficientNMS (deepstream_tao_apps) parses.
-[property]
-model-engine-file=1/model.plan
-labelfile-path=labels.txt
-batch-size={batch.get("max") if batch.get("dynamic") else batch.get("size", 1)}
-network-mode={precision}
-network-input-order=1
-model-color-format=0
-net-scale-factor=1.0
-maintain-aspect-ratio={1 if meta["input"].get("resize") == "letterbox" else 0}
-symmetric-padding=0
-num-detected-classes={classes}
-cluster-mode=4
-output-blob-names=num_dets;boxes;scores;labels
-parse-bbox-func-name=NvDsInferParseCustomEfficientNMS
-custom-lib-path=libnvds_infercustomparser_tao.so
-"""
 
 
 def _readme(out: Path, models: list[str]) -> str:

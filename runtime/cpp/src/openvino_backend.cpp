@@ -1,6 +1,8 @@
 // The exported ONNX run by OpenVINO on the CPU, as edgedet/runtime/openvino_engine.py does: the contract is
 // checked on the model OpenVINO reads, FP32 graphs run in f32 (OpenVINO would pick bf16 on AMX CPUs), and
-// the engine's input tensor wraps the buffer the Detector resizes into, so no copy precedes inference.
+// the engine's input tensor wraps the buffer the Detector resizes into, so no copy precedes inference. A
+// --input-format float-nchw export (DeepStream's input) gets OpenVINO's own preprocessing in front: uint8 NHWC
+// in, converted and transposed inside the compiled model, so the rest of the runtime is the same for both.
 #include <cstring>
 #include <openvino/frontend/manager.hpp>
 #include <openvino/openvino.hpp>
@@ -110,13 +112,29 @@ class OpenVinoBackend final : public Backend {
     throw Error(name_ + " does not follow the edgedet engine contract: " + what + "; export it with edgedet export");
   }
 
+  //! float32 [B, 3, H, W] input → a model that takes uint8 [B, H, W, 3] (exact: u8 → f32, then a transpose).
+  void accept_uint8_nhwc() {
+    if (model_->inputs().size() != 1) return;
+    const ov::Output<ov::Node> in = model_->input(0);
+    const ov::PartialShape ps = in.get_partial_shape();
+    if (in.get_element_type() != ov::element::f32 || ps.rank().is_dynamic() || ps.rank().get_length() != 4 ||
+        ps[1].is_dynamic() || ps[1].get_length() != 3)
+      return;
+    ov::preprocess::PrePostProcessor ppp(model_);
+    ppp.input().tensor().set_element_type(ov::element::u8).set_layout("NHWC");
+    ppp.input().model().set_layout("NCHW");
+    ppp.input().preprocess().convert_element_type(ov::element::f32);
+    model_ = ppp.build();
+  }
+
   void check_contract() {
     if (model_->inputs().size() != 1) refuse("expected one input, found " + std::to_string(model_->inputs().size()));
+    accept_uint8_nhwc();
     const ov::Output<ov::Node> in = model_->input(0);
     const ov::PartialShape ps = in.get_partial_shape();
     if (in.get_element_type() != ov::element::u8 || ps.rank().is_dynamic() || ps.rank().get_length() != 4 ||
         ps[1].is_dynamic() || ps[2].is_dynamic() || ps[3].is_dynamic() || ps[3].get_length() != 3)
-      refuse("input must be uint8 [B, H, W, 3] with fixed H and W, not " + in.get_element_type().get_type_name() + " " +
+      refuse("input must be uint8 [B, H, W, 3] or float32 [B, 3, H, W] with fixed H and W, not " + in.get_element_type().get_type_name() + " " +
              ps.to_string());
     shape_.height = static_cast<int>(ps[1].get_length());
     shape_.width = static_cast<int>(ps[2].get_length());

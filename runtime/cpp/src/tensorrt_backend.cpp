@@ -122,6 +122,7 @@ const std::array<OutputSpec, 4> kOutputs = {{{"num_dets", "int32", {1}, "B, 1"},
 
 struct Layout {
   std::string input;
+  bool float_nchw = false;  // --input-format float-nchw: float32 [B, 3, H, W] RGB 0..255 (DeepStream's input)
   bool dynamic = false;
   EngineShape shape;
   std::array<size_t, 4> row_elems{};  // elements per image of each output (all 4 bytes wide)
@@ -143,14 +144,19 @@ Layout check_contract(const nvinfer1::ICudaEngine& engine, const std::string& so
   }
   const Io& in = inputs[0];
   const int64_t* d = in.shape.d;
-  if (in.dtype != "uint8" || in.shape.nbDims != 4 || d[3] != 3)
+  const bool nhwc = in.dtype == "uint8" && in.shape.nbDims == 4 && d[3] == 3;
+  const bool nchw = in.dtype == "float32" && in.shape.nbDims == 4 && d[1] == 3;
+  if (!nhwc && !nchw)
     throw Error(source + " input " + repr(in.name) + " is " + in.dtype + " " + dims_text(in.shape) +
-                ", not uint8 [B, H, W, 3] (the engine contract); was it built from an edgedet export?");
-  if (d[1] <= 0 || d[2] <= 0)
+                ", not uint8 [B, H, W, 3] or float32 [B, 3, H, W] (the engine contract); was it built from an edgedet "
+                "export?");
+  const int64_t height = nhwc ? d[1] : d[2], width = nhwc ? d[2] : d[3];
+  if (height <= 0 || width <= 0)
     throw Error(source + " input " + repr(in.name) + " has a dynamic height or width " + dims_text(in.shape) +
                 "; the engine contract fixes H x W per export");
   Layout lay;
   lay.input = in.name;
+  lay.float_nchw = nchw;
   lay.dynamic = d[0] < 0;
   int64_t lo = d[0], hi = d[0];
   if (lay.dynamic) {
@@ -197,8 +203,8 @@ Layout check_contract(const nvinfer1::ICudaEngine& engine, const std::string& so
                   spec.dtype + " [" + spec.want + "] (the engine contract, with one static K for all outputs)");
     lay.row_elems[i] = elems;
   }
-  lay.shape.height = static_cast<int>(d[1]);
-  lay.shape.width = static_cast<int>(d[2]);
+  lay.shape.height = static_cast<int>(height);
+  lay.shape.width = static_cast<int>(width);
   lay.shape.fixed_batch = lay.dynamic ? 0 : static_cast<int>(hi);
   lay.shape.min_batch = static_cast<int>(lo);  // fixed engines: min = max = the fixed batch, as in trt_contract.py
   lay.shape.max_batch = static_cast<int>(hi);
@@ -265,7 +271,9 @@ class TensorRtBackend final : public Backend {
     check(cudaStreamCreate(&stream_), "cudaStreamCreate");
     limit_ = max_batch;
     capacity_ = layout_.dynamic ? std::max(max_batch, s.min_batch) : s.fixed_batch;  // the rows a run may need
-    buffers_[0] = {layout_.input, static_cast<size_t>(s.height) * s.width * 3};
+    const size_t pixels = static_cast<size_t>(s.height) * s.width * 3;
+    buffers_[0] = {layout_.input, pixels * (layout_.float_nchw ? sizeof(float) : 1)};
+    if (layout_.float_nchw) staging_.assign(pixels * capacity_, 0);  // what the Detector resizes into
     for (size_t i = 0; i < kOutputs.size(); ++i) buffers_[i + 1] = {kOutputs[i].name, layout_.row_elems[i] * 4};
     for (Buffer& b : buffers_) {
       const size_t bytes = b.row_bytes * capacity_;
@@ -277,7 +285,9 @@ class TensorRtBackend final : public Backend {
     std::memset(buffers_[0].host, 0, buffers_[0].row_bytes * capacity_);  // padding rows start out defined
   }
 
-  uint8_t* input() override { return static_cast<uint8_t*>(buffers_[0].host); }
+  uint8_t* input() override {
+    return layout_.float_nchw ? staging_.data() : static_cast<uint8_t*>(buffers_[0].host);
+  }
 
   OutputView infer(int batch) override {
     if (!context_) throw Error("TensorRT engine " + name_ + ": infer() before reserve()");
@@ -290,15 +300,17 @@ class TensorRtBackend final : public Backend {
     if (layout_.dynamic && run != bound_) {
       Dims dims{};
       dims.nbDims = 4;
+      const int64_t h = layout_.shape.height, w = layout_.shape.width;
       dims.d[0] = run;
-      dims.d[1] = layout_.shape.height;
-      dims.d[2] = layout_.shape.width;
-      dims.d[3] = 3;
+      dims.d[1] = layout_.float_nchw ? 3 : h;
+      dims.d[2] = layout_.float_nchw ? h : w;
+      dims.d[3] = layout_.float_nchw ? w : 3;
       if (!context_->setInputShape(layout_.input.c_str(), dims))
         throw Error("TensorRT refused batch " + std::to_string(run) + " for " + name_);
       bound_ = run;
     }
     const Buffer& in = buffers_[0];
+    if (layout_.float_nchw) to_float_nchw(batch);
     check(cudaMemcpyAsync(in.device, in.host, in.row_bytes * run, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
     if (!context_->enqueueV3(stream_)) throw Error("TensorRT failed to run " + name_ + " (see the TensorRT log)");
     for (size_t i = 1; i < buffers_.size(); ++i) {  // the first `batch` rows only
@@ -342,6 +354,15 @@ class TensorRtBackend final : public Backend {
     int previous_ = -1;
   };
 
+  //! uint8 [B, H, W, 3] staging rows → float32 [B, 3, H, W] in the pinned input buffer (values 0..255).
+  void to_float_nchw(int batch) {
+    const size_t plane = static_cast<size_t>(layout_.shape.height) * layout_.shape.width;
+    float* dst = static_cast<float*>(buffers_[0].host);
+    for (size_t b = 0; b < static_cast<size_t>(batch); ++b)
+      for (size_t p = 0; p < plane; ++p)
+        for (size_t c = 0; c < 3; ++c) dst[(b * 3 + c) * plane + p] = staging_[(b * plane + p) * 3 + c];
+  }
+
   void check(cudaError_t status, const char* call) const {
     if (status != cudaSuccess) throw Error(std::string(call) + " failed for " + path_ + ": " + cudaGetErrorString(status));
   }
@@ -360,6 +381,7 @@ class TensorRtBackend final : public Backend {
   std::unique_ptr<nvinfer1::IExecutionContext> context_;
   Layout layout_;
   std::array<Buffer, 5> buffers_;  // the input, then the outputs in OutputView's order
+  std::vector<uint8_t> staging_;   // float-nchw engines: the uint8 NHWC rows input() hands out
   cudaStream_t stream_ = nullptr;
   int limit_ = 0;     // the most images infer() takes (reserve's max_batch)
   int capacity_ = 0;  // rows each buffer holds: limit_, or more where the engine runs more

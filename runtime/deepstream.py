@@ -1,0 +1,171 @@
+"""DeepStream files for an edgedet export: an ``nvinfer`` config, its label file and a ``deepstream-app`` config.
+
+What nvinfer needs, and why each key is what it is (nvinfer's own sources: ``gstnvinfer_property_parser.cpp``
+reads the keys, ``nvdsinfer_context_impl.cpp`` preprocesses and parses, ``gstnvinfer.cpp`` scales the frame and
+maps boxes back):
+
+- The input: nvinfer's preprocessor writes ``net-scale-factor × (pixel − offsets)`` as float32 (or half) NCHW
+  into the input binding; ``NvDsInferDataType`` has no UINT8, so only a ``--input-format float-nchw`` export can
+  be fed. With ``net-scale-factor=1`` and zero offsets it gets RGB in 0..255, and the graph normalises per
+  channel itself (nvinfer has a single scale factor). ``infer-dims`` is ``3;H;W``.
+- The resize: ``maintain-aspect-ratio=1`` with ``symmetric-padding=0`` puts the scaled frame at the top-left,
+  as edgedet's letterbox does; nvinfer fills the rest with black (the destination surface is cleared to 0),
+  where edgedet pads with the normalisation mean. What that does to detections is measured in the tests and
+  written into the config as a comment.
+- The outputs: NMS is inside the graph (``cluster-mode=4``, no clustering), and ``libnvdsinfer_edgedet.so``
+  (built from ``runtime/cpp``) exports ``NvDsInferParseEdgedet``, which reads ``num_dets``, ``boxes``,
+  ``scores`` and ``labels`` by name. ``pre-cluster-threshold`` is the export's own score threshold: nvinfer's
+  default (0.2) would drop detections the engine keeps.
+- Paths are absolute: nvinfer resolves a relative path against the config file's folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgedet.errors import EdgedetError
+from edgedet.fileio import atomic_write_text
+from edgedet.runtime.input_format import FLOAT_NCHW, format_of
+from edgedet.runtime.metadata import read_metadata, require_runtime_keys
+
+PARSER_FUNCTION = "NvDsInferParseEdgedet"
+PARSER_LIBRARY = "libnvdsinfer_edgedet.so"
+ONNX, PLAN = {".onnx"}, {".plan", ".engine", ".trt"}
+#: nvinfer's network-mode values (NvDsInferNetworkMode).
+NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+CONFIG, LABELS, APP = "config_infer_primary_edgedet.txt", "labels.txt", "deepstream_app_config.txt"
+
+
+@dataclass(frozen=True)
+class DeepStreamFiles:
+    config: Path
+    labels: Path
+    app: Path
+
+
+def _load(engine: Path) -> dict:
+    if engine.suffix.lower() not in ONNX | PLAN:
+        raise EdgedetError(f"{engine.name}: DeepStream's nvinfer runs an .onnx export (it builds the engine) or a "
+                           "TensorRT .plan/.engine built from one")
+    if not engine.is_file():
+        raise EdgedetError(f"engine not found: {engine}")
+    meta = read_metadata(engine)
+    if meta is None:
+        raise EdgedetError(f"{engine.name} has no edgedet metadata (no sidecar JSON): nvinfer's settings come from it")
+    meta = require_runtime_keys(meta, engine.name)
+    if format_of(meta) != FLOAT_NCHW:
+        raise EdgedetError(f"{engine.name} takes uint8 NHWC input, which nvinfer cannot write (it feeds float32 "
+                           "NCHW): re-export with --input-format float-nchw")
+    return meta
+
+
+def batch_size(meta: dict) -> int:
+    batch = meta.get("batch", {})
+    return int(batch.get("max") if batch.get("dynamic") else batch.get("size", 1))
+
+
+def nvinfer_config(engine: Path, meta: dict, labels: Path, parser_lib: Path, padding_note: str = "") -> str:
+    """The ``[property]`` and ``[class-attrs-all]`` groups nvinfer reads, for ``engine`` (absolute paths)."""
+    h, w = meta["input"]["size"]
+    letterbox = meta["input"].get("resize") == "letterbox"
+    precision = meta.get("precision", "fp32")
+    nms = meta.get("nms", {})
+    source = f"onnx-file={engine}" if engine.suffix.lower() in ONNX else f"model-engine-file={engine}"
+    pad = ("\n# " + padding_note) if padding_note and letterbox else ""
+    return f"""# DeepStream nvinfer config for {engine.name}, written by `edgedet serve deepstream`.
+# Input: float32 NCHW RGB 0..255 (the export normalises per channel inside); NMS in the graph, parsed by
+# {PARSER_FUNCTION} from {PARSER_LIBRARY} (build it from runtime/cpp with -DEDGEDET_DEEPSTREAM_INCLUDE=...).{pad}
+[property]
+gpu-id=0
+gie-unique-id=1
+process-mode=1
+network-type=0
+{source}
+labelfile-path={labels}
+batch-size={batch_size(meta)}
+network-mode={NETWORK_MODE.get(precision, 0)}
+infer-dims=3;{h};{w}
+network-input-order=0
+model-color-format=0
+net-scale-factor=1.0
+offsets=0;0;0
+maintain-aspect-ratio={1 if letterbox else 0}
+symmetric-padding=0
+num-detected-classes={len(meta["classes"])}
+cluster-mode=4
+output-blob-names=num_dets;boxes;scores;labels
+parse-bbox-func-name={PARSER_FUNCTION}
+custom-lib-path={parser_lib}
+
+[class-attrs-all]
+pre-cluster-threshold={float(nms.get("score_thresh", 0.25))}
+topk={int(nms.get("max_dets", 100))}
+"""
+
+
+def app_config(infer_config: Path, video: str, output: Path, batch: int, size: tuple[int, int]) -> str:
+    """A ``deepstream-app`` pipeline: file source → nvstreammux → nvinfer → nvdsosd → MP4 file sink."""
+    h, w = size
+    uri = video if "://" in video else Path(video).resolve().as_uri()
+    return f"""# deepstream-app -c {APP}: {uri} -> nvinfer ({infer_config.name}) -> on-screen boxes -> {output}
+[application]
+enable-perf-measurement=1
+perf-measurement-interval-sec=5
+
+[source0]
+enable=1
+type=3
+uri={uri}
+num-sources=1
+gpu-id=0
+
+[streammux]
+gpu-id=0
+batch-size={batch}
+batched-push-timeout=40000
+width={max(w, 1280)}
+height={max(h, 720)}
+live-source=0
+
+[primary-gie]
+enable=1
+gpu-id=0
+gie-unique-id=1
+config-file={infer_config}
+
+[osd]
+enable=1
+gpu-id=0
+border-width=2
+text-size=12
+display-text=1
+
+[sink0]
+enable=1
+type=3
+container=1
+codec=1
+enc-type=0
+bitrate=4000000
+sync=0
+output-file={output}
+"""
+
+
+def write_deepstream(engine: str | Path, out: str | Path, *, parser_lib: str | Path | None = None,
+                     video: str | None = None, padding_note: str = "", force: bool = False) -> DeepStreamFiles:
+    """Write the nvinfer config, labels and a deepstream-app config for ``engine`` into ``out``."""
+    engine, out = Path(engine).resolve(), Path(out).resolve()
+    meta = _load(engine)
+    lib = Path(parser_lib).resolve() if parser_lib else out / PARSER_LIBRARY
+    files = DeepStreamFiles(out / CONFIG, out / LABELS, out / APP)
+    existing = [p for p in (files.config, files.labels, files.app) if p.exists()]
+    if existing and not force:
+        raise EdgedetError(f"{existing[0]} exists; pass --force to overwrite it")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(files.labels, "".join(f"{c}\n" for c in meta["classes"]))
+    atomic_write_text(files.config, nvinfer_config(engine, meta, files.labels, lib, padding_note))
+    atomic_write_text(files.app, app_config(files.config, video or "/path/to/video.mp4", out / "out.mp4",
+                                            batch_size(meta), tuple(meta["input"]["size"])))
+    return files
