@@ -109,7 +109,10 @@ def _coco_gt(dataset: DetectionDataset):
     gt_dict = dataset.to_coco()
     if dataset.source.endswith(".json") and Path(dataset.source).is_file():
         gt_dict = json.loads(Path(dataset.source).read_text())
-        gt_dict.setdefault("annotations", [])
+        anns = gt_dict.setdefault("annotations", [])
+        free = 1 + max([a["id"] for a in anns if isinstance(a.get("id"), int)], default=0)
+        for n, ann in enumerate(a for a in anns if "id" not in a):  # COCO allows none; pycocotools indexes by it
+            ann["id"] = free + n
     coco = COCO()
     coco.dataset = gt_dict
     with contextlib.redirect_stdout(io.StringIO()):

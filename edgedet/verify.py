@@ -181,11 +181,19 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
         row.delta_ap = 100.0 * (result.stats["AP"] - ref_result.stats["AP"])
         row.tolerance = tolerance if tolerance is not None else TOLERANCE_AP.get(precision, 1.0)
         parity = compare(ref_dets, got, precision if precision in TOLERANCE_AP else "int8", nms.score_thresh)
-        row.agreement, row.boxes_compared = parity.agreement, parity.boxes_compared
-        # the AP gate alone passes an engine of other weights that scores higher: box agreement gates too
-        row.passed = row.delta_ap >= -row.tolerance and parity.passed is not False
-        report.rows.append(row)
+        report.rows.append(gate(row, parity))
     return report
+
+
+def gate(row: VerifyRow, parity) -> VerifyRow:
+    """PASS needs both gates: ΔAP within tolerance (which alone passes an engine of other weights that scores
+    higher) and box agreement with the reference, measured on at least one box (nothing compared proves nothing,
+    so it is never a PASS)."""
+    row.agreement, row.boxes_compared = parity.agreement, parity.boxes_compared
+    row.passed = row.delta_ap >= -row.tolerance and parity.passed is True
+    if parity.passed is None:
+        row.note = "FAIL: no box compared (nothing above --score-thresh on both sides, or only borderline ones)"
+    return row
 
 
 COLUMNS = [("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "AP_small"), ("APm", "AP_medium"),

@@ -8,10 +8,22 @@ maps boxes back):
   into the input binding; ``NvDsInferDataType`` has no UINT8, so only a ``--input-format float-nchw`` export can
   be fed. With ``net-scale-factor=1`` and zero offsets it gets RGB in 0..255, and the graph normalises per
   channel itself (nvinfer has a single scale factor). ``infer-dims`` is ``3;H;W``.
-- The resize: ``maintain-aspect-ratio=1`` with ``symmetric-padding=0`` puts the scaled frame at the top-left,
-  as edgedet's letterbox does; nvinfer fills the rest with black (the destination surface is cleared to 0),
-  where edgedet pads with the normalisation mean. What that does to detections is measured in the tests and
-  written into the config as a comment.
+- The resize (``gstnvinfer.cpp``, ``get_converted_buffer``): ``maintain-aspect-ratio=1`` with
+  ``symmetric-padding=0`` puts the scaled frame at the top-left, as edgedet's letterbox does, with the scaled
+  side truncated (edgedet rounds); nvinfer clears the rest to black (``cudaMemset2DAsync(.., 0, ..)``), where
+  edgedet pads with the normalisation mean. nvinfer's default interpolation is nearest; ``scaling-filter=1``
+  asks for bilinear, as edgedet resizes. What the padding colour does to detections is measured in the tests
+  (test_cpp_runtime.py) and written into the config as a comment.
+- After the parser (``nvdsinfer_context_impl_output_parsing.cpp``, cluster-mode 4): objects of a class id
+  ``>= num-detected-classes`` or below the class's ``pre-cluster-threshold`` are dropped (its default, 0.2, would
+  drop detections the engine keeps, so it is the export's own score threshold). Boxes are mapped back to the
+  frame (``gstnvinfer_meta_utils.cpp``); with ``crop-objects-to-roi-boundary=0`` (the default) a box whose bottom
+  reaches past the frame is *dropped*, so it is 1 here (clipped instead, as edgedet clips).
+- nvinfer builds an ONNX with a dynamic batch dimension whatever the file says (``nvdsinfer_model_builder.cpp``
+  sets ``d[0] = -1``), so an ONNX to build there is best a ``--dynamic-batch`` export; a fixed-batch export runs
+  as a plan built by ``edgedet build`` (``model-engine-file``).
+- The label file has one class per line and skips empty lines, so class names must be non-empty single lines
+  without ``;`` (nvinfer splits on it).
 - The outputs: NMS is inside the graph (``cluster-mode=4``, no clustering), and ``libnvdsinfer_edgedet.so``
   (built from ``runtime/cpp``) exports ``NvDsInferParseEdgedet``, which reads ``num_dets``, ``boxes``,
   ``scores`` and ``labels`` by name. ``pre-cluster-threshold`` is the export's own score threshold: nvinfer's
@@ -54,6 +66,10 @@ def _load(engine: Path) -> dict:
     if meta is None:
         raise EdgedetError(f"{engine.name} has no edgedet metadata (no sidecar JSON): nvinfer's settings come from it")
     meta = require_runtime_keys(meta, engine.name)
+    bad = [c for c in map(str, meta["classes"]) if not c.strip() or ";" in c or "\n" in c or "\r" in c]
+    if bad:
+        raise EdgedetError(f"{engine.name}: class name {bad[0]!r} cannot be a line of nvinfer's label file (empty, or "
+                           "with ';' or a line break, which nvinfer splits on); rename the class and re-export")
     if format_of(meta) != FLOAT_NCHW:
         raise EdgedetError(f"{engine.name} takes uint8 NHWC input, which nvinfer cannot write (it feeds float32 "
                            "NCHW): re-export with --input-format float-nchw")
@@ -71,8 +87,13 @@ def nvinfer_config(engine: Path, meta: dict, labels: Path, parser_lib: Path, pad
     letterbox = meta["input"].get("resize") == "letterbox"
     precision = meta.get("precision", "fp32")
     nms = meta.get("nms", {})
-    source = f"onnx-file={engine}" if engine.suffix.lower() in ONNX else f"model-engine-file={engine}"
-    pad = ("\n# " + padding_note) if padding_note and letterbox else ""
+    onnx_file = engine.suffix.lower() in ONNX
+    source = f"onnx-file={engine}" if onnx_file else f"model-engine-file={engine}"
+    notes = [padding_note] if padding_note and letterbox else []
+    if onnx_file and not meta.get("batch", {}).get("dynamic"):
+        notes.append("nvinfer builds ONNX with a dynamic batch; this fixed-batch export is safer as a plan "
+                     "(edgedet build) in model-engine-file, or re-exported with --dynamic-batch N.")
+    pad = "".join(f"\n# {n}" for n in notes)
     return f"""# DeepStream nvinfer config for {engine.name}, written by `edgedet serve deepstream`.
 # Input: float32 NCHW RGB 0..255 (the export normalises per channel inside); NMS in the graph, parsed by
 # {PARSER_FUNCTION} from {PARSER_LIBRARY} (build it from runtime/cpp with -DEDGEDET_DEEPSTREAM_INCLUDE=...).{pad}
@@ -92,15 +113,16 @@ net-scale-factor=1.0
 offsets=0;0;0
 maintain-aspect-ratio={1 if letterbox else 0}
 symmetric-padding=0
+scaling-filter=1
 num-detected-classes={len(meta["classes"])}
 cluster-mode=4
+crop-objects-to-roi-boundary=1
 output-blob-names=num_dets;boxes;scores;labels
 parse-bbox-func-name={PARSER_FUNCTION}
 custom-lib-path={parser_lib}
 
 [class-attrs-all]
 pre-cluster-threshold={float(nms.get("score_thresh", 0.25))}
-topk={int(nms.get("max_dets", 100))}
 """
 
 

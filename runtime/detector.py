@@ -138,6 +138,23 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def check_returned_shapes(out: dict[str, np.ndarray], batch: int, source: str) -> None:
+    """What an engine returned, against the contract: an engine whose outputs declare the right shapes but
+    return others would otherwise fail far away (or pair boxes with another detection's scores)."""
+    k = np.shape(out["scores"])[1] if np.ndim(out["scores"]) == 2 else -1
+    want = {"num_dets": (batch, 1), "boxes": (batch, k, 4), "scores": (batch, k), "labels": (batch, k)}
+    for name, shape in want.items():
+        got = tuple(np.shape(out[name]))
+        if k < 0 or got != shape:
+            expect = {"num_dets": "[B, 1]", "boxes": "[B, K, 4]", "scores": "[B, K]", "labels": "[B, K]"}[name]
+            raise BackendError(f"{source} returned {name} of shape {list(got)}, not {expect} with B = {batch} and one "
+                               f"K for all outputs (the engine contract): its outputs do not match their declarations")
+    n = np.asarray(out["num_dets"]).reshape(-1)
+    if n.size and (int(n.min()) < 0 or int(n.max()) > k):
+        raise BackendError(f"{source} returned num_dets {int(n.max()) if n.max() > k else int(n.min())} outside "
+                           f"0..{k} (the engine contract)")
+
+
 class Detector:
     """Loads an engine with its metadata and turns RGB images into :class:`Detections`."""
 
@@ -179,6 +196,9 @@ class Detector:
 
             if providers is None:
                 providers = ["CPUExecutionProvider"] if kind == "cpu" else default_providers(index)
+                if kind == "cuda" and providers == ["CPUExecutionProvider"]:
+                    raise BackendError(f"device {device!r}: this ONNX Runtime has no CUDA provider (pip install "
+                                       "onnxruntime-gpu on a machine with an NVIDIA GPU), or use --device cpu")
             self.engine = OnnxEngine(path, providers=providers, threads=threads)
         self.path = path
         self.backend = "tensorrt" if use_trt else ("openvino" if backend == "openvino" else "onnxruntime")
@@ -224,7 +244,9 @@ class Detector:
     def raw(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The contract tensors for an already-resized ``uint8 [B, H, W, 3]`` batch."""
         num, boxes, scores, labels = self.engine(np.ascontiguousarray(batch))
-        return {"num_dets": num, "boxes": boxes, "scores": scores, "labels": labels}
+        out = {"num_dets": num, "boxes": boxes, "scores": scores, "labels": labels}
+        check_returned_shapes(out, len(batch), self.path.name)
+        return out
 
     def __call__(self, images: ImageOrBatch) -> Detections | list[Detections]:
         if images is None:

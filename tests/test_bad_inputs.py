@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import assert_one_line_error, run_edgedet
+from conftest import assert_one_line_error, one_line, run_edgedet
 from edgedet.errors import BackendError, DataError
 
 
@@ -78,11 +78,67 @@ def test_17_sidecar_with_too_few_classes(export_dir, tmp_path):
         det(np.zeros((50, 50, 3), np.uint8))
 
 
+@pytest.mark.parametrize("returned, name", [
+    ([(1, 1), (1, 3, 4), (1, 7), (1, 2)], "boxes"),  # the reproduction: declared right, returned otherwise
+    ([(1, 1), (1, 100, 4), (1, 100), (1, 99)], "labels"),
+    ([(2, 1), (2, 100, 4), (2, 100), (2, 100)], "num_dets"),  # another batch than the one fed
+])
+def test_15_engine_returns_other_shapes_than_it_declares(export_dir, tmp_path, returned, name):
+    from edgedet.runtime import Detector
+
+    det = Detector(_copy(export_dir, tmp_path))
+    dtypes = [np.int32, np.float32, np.float32, np.int32]
+    det.engine = lambda images: [np.ones(shape, dtype) for shape, dtype in zip(returned, dtypes)]
+    with pytest.raises(BackendError) as e:
+        det(np.zeros((50, 50, 3), np.uint8))
+    assert f"returned {name} of shape" in one_line(e) and "the engine contract" in str(e.value)
+
+
+def test_15_engine_returns_num_dets_beyond_k(export_dir, tmp_path):
+    from edgedet.runtime import Detector
+
+    det = Detector(_copy(export_dir, tmp_path))
+    det.engine = lambda images: [np.array([[101]], np.int32), np.zeros((1, 100, 4), np.float32),
+                                 np.zeros((1, 100), np.float32), np.zeros((1, 100), np.int32)]
+    with pytest.raises(BackendError, match="num_dets 101 outside 0..100"):
+        det(np.zeros((50, 50, 3), np.uint8))
+
+
 def test_18_sidecar_with_the_wrong_input_size(export_dir, tmp_path, synth):
     path = _copy(export_dir, tmp_path)
     meta = json.loads((tmp_path / "m.json").read_text())
     (tmp_path / "m.json").write_text(json.dumps({**meta, "input": {**meta["input"], "size": [320, 320]}}))
     assert_one_line_error(_predict(path, synth), "320x320", "160x160", "another export")
+
+
+@pytest.mark.parametrize("ann_id, fragment", [("abc", "annotations[0].id must be an integer"),
+                                              (None, "annotations[1].id 7 is used twice")])
+def test_20_coco_annotation_ids(synth, tmp_path, ann_id, fragment):
+    coco = json.loads(synth.val_json.read_text())
+    anns = coco["annotations"]
+    if ann_id is None:
+        anns[0]["id"] = anns[1]["id"] = 7
+    else:
+        anns[0]["id"] = ann_id
+    (tmp_path / "ids.json").write_text(json.dumps(coco))
+    proc = run_edgedet("eval", "--model", "ssdlite_tiny", "--weights", "none", "--device", "cpu", "--data",
+                       str(tmp_path / "ids.json"), "--images", str(synth.images_dir), "-o", str(tmp_path / "ev"))
+    assert_one_line_error(proc, "ids.json", fragment)
+
+
+def test_20_coco_annotations_without_ids_are_evaluated(synth, tmp_path):
+    from edgedet.data import load_dataset
+    from edgedet.evaluate import coco_evaluate
+
+    coco = json.loads(synth.val_json.read_text())
+    for ann in coco["annotations"]:
+        del ann["id"]
+    (tmp_path / "noids.json").write_text(json.dumps(coco))
+    data = load_dataset(tmp_path / "noids.json", synth.images_dir)
+    truth = [{"image_id": s.image_id, "category_id": data.category_ids[int(l)], "score": 1.0,
+              "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+             for s in data.samples for b, l in zip(s.boxes, s.labels)]
+    assert truth and coco_evaluate(data, truth).stats["AP50"] == pytest.approx(1.0)
 
 
 def test_23_dataset_without_annotations(synth, tmp_path):
@@ -301,3 +357,21 @@ def test_10_non_utf8_file_names_give_valid_json(tmp_path):
     assert text == "caf\ufffd.jpg"
     json.loads(json.dumps({"file_name": text}, ensure_ascii=False).encode("utf-8"))  # strict UTF-8 round trip
     assert printable_path(Path("图像.jpg")) == "图像.jpg"
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7"])
+def test_N28_cuda_device_for_an_onnx_engine_without_a_gpu_provider(export_dir, tmp_path, device):
+    import onnxruntime as ort
+
+    if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
+        pytest.skip("this ONNX Runtime has a GPU provider")
+    path = _copy(export_dir, tmp_path)
+    proc = run_edgedet("bench", "--engine", str(path), "--device", device, "--iters", "2")
+    assert_one_line_error(proc, device, "no CUDA provider", "--device cpu")
+
+
+def test_N29_batch_of_one_through_batch_norm_on_a_1x1_map(synth, tmp_path):
+    proc = run_edgedet("train", "--model", "ssdlite320", "--weights", "none", "--data", str(synth.train_json),
+                       "--images", str(synth.images_dir), "--epochs", "1", "--batch", "1", "--device", "cpu",
+                       "-o", str(tmp_path / "t1"))
+    assert_one_line_error(proc, "--batch 1 cannot train ssdlite320", "--batch 2")

@@ -352,3 +352,43 @@ def test_native_models_in_nvidias_container(exports, synth, tmp_path):
         frames = [read_image(p) for p in sorted(synth.images_dir.iterdir())[-3:]]
         _assert_contract_served(server.grpc_port, "tiny_dyn4", Detector(exports["dyn4"], backend="onnxruntime"), frames,
                                 score_tol=1e-3)
+
+
+def test_serve_start_refuses_a_port_out_of_range(tmp_path):
+    """Bad input N8: port 70000 was accepted and the server listened on another port."""
+    assert_one_line_error(run_edgedet("serve", "start", "--repo", str(tmp_path), "--http-port", "70000"),
+                          "--http-port", "1..65535")
+
+
+@needs_server
+def test_sigterm_stops_serve_start_and_its_tritonserver(exports, tmp_path):
+    """Bad input N9: SIGTERM (how systemd, Docker and Kubernetes stop a service) left tritonserver running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgedet.runtime.triton.server import free_port
+
+    repo = tmp_path / "repo"
+    write_repository([Path(exports["dyn4"])], repo, kind="cpu")
+    http = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edgedet", "serve", "start", "--repo", str(repo), "--http-port",
+                             str(http), "--grpc-port", str(free_port())], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        line = ""
+        while "tritonserver ready" not in line and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stderr.readline()
+        assert "tritonserver ready" in line, line
+        children = subprocess.run(["pgrep", "-f", "--", f"--model-repository {repo}"], capture_output=True, text=True)
+        assert children.stdout.split(), "no tritonserver found while serving"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        left = subprocess.run(["pgrep", "-f", "--", f"--model-repository {repo}"], capture_output=True, text=True)
+        for pid in left.stdout.split():  # a failed run must not leave its server behind either
+            subprocess.run(["kill", "-9", pid], capture_output=True)
+    assert not left.stdout.split(), f"tritonserver still running: {left.stdout}"

@@ -67,6 +67,20 @@ def test_parity_on_zero_boxes_is_not_measured():
     assert (rep.agreement, rep.passed, rep.boxes_compared) == (0.0, False, 1)
 
 
+def test_a_gate_that_compared_no_box_never_passes():
+    """Bad input N32: a reference that finds nothing made the engine row PASS on ΔAP +41.8 alone."""
+    import numpy as np
+
+    from edgedet.export.parity import compare
+    from edgedet.runtime.detections import Detections
+    from edgedet.verify import VerifyRow, gate
+
+    empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+    row = gate(VerifyRow(name="e.onnx", precision="fp32", stats={}, ms_per_image=1.0, delta_ap=41.8, tolerance=1.0),
+               compare([empty], [empty], "fp32", 0.25))
+    assert row.passed is False and row.boxes_compared == 0 and "no box compared" in row.note
+
+
 def test_engine_of_other_weights_is_refused_then_fails_on_agreement(engines, tiny_checkpoint, synth, tmp_path):
     """An engine verified against a checkpoint it was not exported from: a clear error; forced, the AP gate
     alone would PASS (the trained engine beats the untrained reference), the box agreement gate fails it."""

@@ -42,6 +42,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """argparse type: a TCP port, 1..65535 (70000 "started" a server on 70000 mod 65536)."""
+    value = _integer(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in 1..65535, not {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: 0 or more (worker processes, warm-up calls)."""
     value = _integer(text)

@@ -31,8 +31,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="export: dynamic batching's longest wait for a fuller batch, in microseconds (default 200, "
                         "measured: a lone client stays within 10%% of no batching)")
     p.add_argument("--no-batching", action="store_true", help="export: no dynamic batching, even for dynamic-batch exports")
-    p.add_argument("--http-port", type=v.positive_int, default=8000, metavar="PORT", help="start: HTTP port (default 8000)")
-    p.add_argument("--grpc-port", type=v.positive_int, default=8001, metavar="PORT", help="start: gRPC port (default 8001)")
+    p.add_argument("--http-port", type=v.port, default=8000, metavar="PORT", help="start: HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=v.port, default=8001, metavar="PORT", help="start: gRPC port (default 8001)")
     p.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="start: the address to bind (default 127.0.0.1)")
     v.add(p, "force")
 
@@ -57,9 +57,15 @@ def run(args: argparse.Namespace) -> int:
         return _deepstream(args)
     if not args.repo:
         raise EdgedetError("serve start needs --repo DIR (a repository written by `edgedet serve export`)")
+    import signal
     import time
 
     from edgedet.runtime.triton.server import TritonServer
+
+    def _stop(signum, frame):  # SIGTERM (systemd, Docker, Kubernetes) stops it as Ctrl-C does, server included
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
 
     server = TritonServer(args.repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                           log=Path(args.repo).with_name(f"{Path(args.repo).name}.tritonserver.log"))

@@ -80,7 +80,13 @@ class _Doc:
         """Fill each sample's boxes (xywh -> x1y1x2y2) and 0-based labels."""
         rows: dict[int, list[list[float]]] = {s.image_id: [] for s in samples}
         degenerate = 0
+        seen: set[int] = set()
         for where, rec in self._records("annotations", required=False):
+            if "id" in rec:  # pycocotools indexes annotations by it (evaluation reads the original file)
+                ann_id = self._int(rec, "id", where)
+                if ann_id in seen:
+                    raise self.error(f"{where}.id {ann_id} is used twice")
+                seen.add(ann_id)
             image_id = self._int(rec, "image_id", where)
             if image_id not in rows:
                 raise self.error(f"{where}.image_id {image_id} is not in images")

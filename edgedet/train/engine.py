@@ -195,7 +195,14 @@ def train(cfg: TrainConfig, *, resume: str | None = None, progress: bool = True)
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
             with torch.autocast(device_type=device.type, enabled=use_amp):
-                losses = model(images, targets)
+                try:
+                    losses = model(images, targets)
+                except ValueError as e:
+                    if "more than 1 value per channel" not in str(e):
+                        raise
+                    raise EdgedetError(f"--batch {len(images)} cannot train {cfg.model}: a batch norm layer of it sees "
+                                       "one value per channel (a 1x1 feature map of one image); use --batch 2 or "
+                                       "more") from None
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise EdgedetError(f"loss became {loss.item()} at epoch {epoch}; lower --lr or keep --clip-grad set")
