@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -24,17 +25,37 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         raise EdgedetError(f"{final} is a directory; give a file path")
     if not overwrite and final.exists():
         raise EdgedetError(f"{final} exists; pass --force to overwrite it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as e:  # named by the target, not by the temporary file the user never asked for
+        raise EdgedetError(f"cannot write {final}: {(e.strerror or str(e)).lower()}") from None
     os.fchmod(fd, _plain_open_mode())  # mkstemp makes 0600; the file gets what open() would give it
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
+    except Exception as e:  # noqa: BLE001 - writers fail in their own words on a full disk (torch: "unexpected pos")
+        full = _disk_full(final.parent)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or full is not None:
+            raise EdgedetError(f"cannot write {final}: no space left on its disk ({full or 0} bytes free); "
+                               "nothing was written under that name") from None
+        if isinstance(e, OSError):
+            raise EdgedetError(f"cannot write {final}: {(e.strerror or str(e)).lower()}") from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _disk_full(folder: Path, margin: int = 1 << 20) -> int | None:
+    """The free bytes of ``folder``'s filesystem when under ``margin`` (a write there just failed for space)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    return free if free < margin else None
 
 
 def _plain_open_mode() -> int:

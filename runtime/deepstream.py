@@ -40,6 +40,7 @@ from edgedet.errors import EdgedetError
 from edgedet.fileio import atomic_write_text
 from edgedet.runtime.input_format import FLOAT_NCHW, format_of
 from edgedet.runtime.metadata import read_metadata, require_runtime_keys
+from edgedet.runtime.trt_contract import PLAN_MAGIC, is_plan_file
 
 PARSER_FUNCTION = "NvDsInferParseEdgedet"
 PARSER_LIBRARY = "libnvdsinfer_edgedet.so"
@@ -62,6 +63,9 @@ def _load(engine: Path) -> dict:
                            "TensorRT .plan/.engine built from one")
     if not engine.is_file():
         raise EdgedetError(f"engine not found: {engine}")
+    if engine.suffix.lower() in PLAN and not is_plan_file(engine):
+        raise EdgedetError(f"{engine.name} is not a TensorRT plan (it lacks the engine header {PLAN_MAGIC!r}); build one "
+                           "with `edgedet build`")
     meta = read_metadata(engine)
     if meta is None:
         raise EdgedetError(f"{engine.name} has no edgedet metadata (no sidecar JSON): nvinfer's settings come from it")

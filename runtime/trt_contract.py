@@ -21,6 +21,20 @@ _TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "
                "UINT8": "uint8", "BOOL": "bool"}
 
 
+#: The tag a serialized TensorRT engine starts with (what torch-tensorrt checks before deserializing one).
+PLAN_MAGIC = b"ftrt"
+
+
+def is_plan_file(path) -> bool:
+    """Whether ``path`` starts as a TensorRT plan does: a file to refuse before shipping it to a server or DeepStream,
+    where TensorRT is the first to read it (here there may be no TensorRT to ask)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(PLAN_MAGIC)) == PLAN_MAGIC
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One I/O tensor of an engine as TensorRT reports it (``-1`` marks a dynamic dimension)."""

@@ -375,3 +375,41 @@ def test_N29_batch_of_one_through_batch_norm_on_a_1x1_map(synth, tmp_path):
                        "--images", str(synth.images_dir), "--epochs", "1", "--batch", "1", "--device", "cpu",
                        "-o", str(tmp_path / "t1"))
     assert_one_line_error(proc, "--batch 1 cannot train ssdlite320", "--batch 2")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs (root only; skipped where mounting is not allowed), unmounted afterwards."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(disk: Path, leave: int) -> None:
+    free = shutil.disk_usage(disk).free
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def test_39_a_disk_that_fills_up_leaves_no_truncated_file(small_disk, synth):
+    """Bad input 39 on a real full disk: synth left a truncated JPEG under its final name; train ended in torch's
+    'unexpected pos' traceback. Now one line each, and every file under a final name is whole."""
+    _fill(small_disk, 200_000)
+    proc = run_edgedet("synth", "-o", str(small_disk / "s"), "--count", "40")
+    assert_one_line_error(proc, "no space left")
+    jpegs = list((small_disk / "s").rglob("*.jpg"))
+    assert jpegs, "the disk filled before the first image: the test measured nothing"
+    for jpeg in jpegs:  # a whole JPEG ends with the EOI marker
+        assert jpeg.read_bytes()[-2:] == b"\xff\xd9", f"truncated {jpeg}"
+    assert not list(small_disk.rglob("*.tmp")), "temporary files left behind"
+    (small_disk / "filler").unlink()
+    shutil.rmtree(small_disk / "s")
+    _fill(small_disk, 400_000)  # less than a checkpoint of ssdlite_tiny
+    proc = run_edgedet("train", "--model", "ssdlite_tiny", "--weights", "none", "--data", str(synth.val_json), "--images",
+                       str(synth.images_dir), "--epochs", "1", "--device", "cpu", "-o", str(small_disk / "t"))
+    assert_one_line_error(proc, "no space left")
+    assert not [p for p in small_disk.rglob("*.pt") if p.stat().st_size == 0] and not list(small_disk.rglob("*.tmp"))

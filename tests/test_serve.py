@@ -46,7 +46,7 @@ def exports(fixture_exports, tmp_path_factory) -> dict:
     bytes cannot be built here, so a placeholder beside its real sidecar: the repository only copies it)."""
     out = tmp_path_factory.mktemp("serve-exp")
     plan = out / "tiny_plan.plan"
-    plan.write_bytes(b"placeholder plan")
+    plan.write_bytes(b"ftrt placeholder plan")  # the header of a TensorRT plan, no engine
     meta = json.loads(Path(fixture_exports["fp16"]).with_suffix(".json").read_text())
     (out / "tiny_plan.json").write_text(json.dumps({**meta, "batch": {"dynamic": True, "max": 8}}))
     return {**fixture_exports, "plan": plan}
@@ -149,6 +149,9 @@ def test_serve_export_bad_inputs(exports, tmp_path):
     efficient = export_model(ExportOptions(model="ssdlite_tiny", nms=NMSConfig("efficient"), out_dir=str(tmp_path / "e")))
     (tmp_path / "x.pt").write_text("x")
     new = tmp_path / "new"
+    random_plan = tmp_path / "r.plan"
+    random_plan.write_bytes(np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes())
+    shutil.copy(exports["fp32"].with_suffix(".json"), tmp_path / "r.json")
     cases = [
         (["--engine", str(tmp_path / "missing.onnx"), "-o", str(new)], "engine not found"),
         (["--engine", str(exports["fp32"]), "-o", str(repo)], f"{repo} exists"),
@@ -158,6 +161,7 @@ def test_serve_export_bad_inputs(exports, tmp_path):
         (["--engine", str(efficient.artifacts["fp32"]), "-o", str(new)], "--nms onnx"),
         (["--engine", str(exports["fp32"]), str(bare), "-o", str(new)], "no edgedet metadata"),
         (["-o", str(new)], "needs --engine"),
+        (["--engine", str(random_plan), "-o", str(new)], "not a TensorRT plan"),  # bad input N34
     ]
     for args, fragment in cases:
         assert_one_line_error(run_edgedet("serve", "export", *args), fragment)

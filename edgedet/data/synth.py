@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edgedet.errors import DataError
-from edgedet.fileio import atomic_path, atomic_write_json
+from edgedet.fileio import atomic_path, atomic_write_bytes, atomic_write_json
 
 CLASSES = ["circle", "square", "triangle"]
 IMAGE_SIZES = [(224, 224), (256, 192), (192, 256)]  # (width, height): varied aspect ratios
@@ -107,7 +107,7 @@ def _write_jpeg(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         raise DataError(f"cannot encode {path}")
-    path.write_bytes(buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def write_video(path: Path, *, frames: int = 120, size: tuple[int, int] = (320, 240), fps: int = 30, seed: int = 0) -> Path:
@@ -136,7 +136,13 @@ def write_video(path: Path, *, frames: int = 120, size: tuple[int, int] = (320, 
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         finally:
             writer.release()
-        tmp_mp4.replace(tmp)
+        try:
+            written = int(cv2.VideoCapture(str(tmp_mp4)).get(cv2.CAP_PROP_FRAME_COUNT))
+            if written != frames:  # OpenCV's writer drops frames silently, e.g. on a full disk
+                raise DataError(f"cannot write {path}: {written} of {frames} frames written")
+            tmp_mp4.replace(tmp)
+        finally:
+            tmp_mp4.unlink(missing_ok=True)
     return path
 
 

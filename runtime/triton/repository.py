@@ -25,6 +25,7 @@ from pathlib import Path
 from edgedet.errors import EdgedetError
 from edgedet.runtime.metadata import read_metadata, require_runtime_keys, sidecar_path
 from edgedet.runtime.triton.config import Serving, model_config, to_text
+from edgedet.runtime.trt_contract import PLAN_MAGIC, is_plan_file
 
 ONNX, PLAN = {".onnx"}, {".plan", ".engine", ".trt"}
 MARKER = "README.md"  # what marks a folder as a repository this wrote (and may replace with --force)
@@ -58,6 +59,9 @@ def _metadata(artifact: Path) -> dict:
     suffix = artifact.suffix.lower()
     if suffix not in ONNX | PLAN:
         raise EdgedetError(f"{artifact.name}: expected an .onnx export or a TensorRT .plan/.engine")
+    if suffix in PLAN and artifact.is_file() and not is_plan_file(artifact):
+        raise EdgedetError(f"{artifact.name} is not a TensorRT plan (it lacks the engine header {PLAN_MAGIC!r}); build one "
+                           "with `edgedet build`")
     meta = read_metadata(artifact)
     if meta is None:
         raise EdgedetError(f"{artifact.name} has no edgedet metadata (no {sidecar_path(artifact).name}, no ONNX "
