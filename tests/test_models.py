@@ -416,3 +416,18 @@ def test_model_stats_measures_then_reads_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(info, "_build_for_stats", no_build)
     assert info.model_stats("ssdlite_tiny") == s
+
+
+def test_checkpoint_of_other_classes_says_what_train_can_do(tmp_path):
+    """Issue 24: the message suggested dropping a classes option that `train` does not have."""
+    from edgedet.checkpoint import save_checkpoint
+    from edgedet.errors import CheckpointError
+    from edgedet.models import create_model
+
+    model = create_model("ssdlite_tiny", classes=["a", "b"], weights="none")
+    path = save_checkpoint(tmp_path / "ab.pt", {"model": "ssdlite_tiny", "classes": ["a", "b"],
+                                                "model_kwargs": dict(model.edgedet_kwargs),
+                                                "state_dict": model.state_dict()})
+    with pytest.raises(CheckpointError) as e:
+        create_model("ssdlite_tiny", classes=["x"], weights=str(path))
+    assert "the training data's" in str(e.value) and "classes option" not in str(e.value)

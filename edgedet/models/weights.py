@@ -126,8 +126,8 @@ def _checkpoint_plan(entry: "ModelEntry", path: Path, classes: list[str] | None)
         ck_classes = [str(c) for c in ck_classes]
         if classes is not None and list(classes) != ck_classes:
             raise CheckpointError(
-                f"{path} was trained for classes {_short(ck_classes)}, not {_short(classes)}: "
-                "drop the classes option to use the checkpoint's"
+                f"{path} was trained for classes {_short(ck_classes)}, not {_short(classes)} (the training data's): "
+                "train on data with the checkpoint's classes, or start from other --weights"
             )
     model_kwargs = dict(ckpt.get("model_kwargs") or {})
     if entry.infer_kwargs is not None:
@@ -224,6 +224,7 @@ def load_state_dict_strict(model: "nn.Module", state_dict: Mapping[str, "Tensor"
         parts.append(f"{len(unexpected)} unexpected key(s), first {unexpected[0]}")
     detail = "; ".join(parts) or "load_state_dict refused it"
     hint = ""
-    if any("classification_head" in s or "cls_score" in s or "bbox_pred" in s for s in shapes):
+    if not missing and not unexpected and any("classification_head" in s or "cls_score" in s or "bbox_pred" in s
+                                              for s in shapes):  # same architecture, other heads
         hint = " (different number of classes?)"
     raise CheckpointError(f"{source} does not fit {name}: {detail}{hint}")
