@@ -26,7 +26,7 @@ import pytest
 from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.runtime import Detector
-from edgedet.runtime.preprocess import resize_into
+from edgedet.runtime.preprocess import preprocess_batch, resize_into
 
 CPP = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
 PAD = (124, 116, 104)  # what preprocess_dump pads with
@@ -379,3 +379,107 @@ def test_example_builds_against_the_installed_package(cpp_build, assets, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) > 0 and (tmp_path / "out.jpg").is_file()
     assert (CPP / "examples" / "detect.cpp").read_text().count("\n") <= 40
+
+
+# --- the DeepStream nvinfer parser (runtime/cpp/src/nvinfer_parse.cpp) ------------------------------------------
+
+CONTRACT = {"num_dets": np.int32, "boxes": np.float32, "scores": np.float32, "labels": np.int32}
+NVINFER_ENGINES = {"ssd": ("ssd_exports", "dyn4", "val_images"), "fasterrcnn": ("frcnn_exports", "b4", "frcnn_images")}
+
+
+def _raw_batch(request, model: str) -> tuple[dict[str, np.ndarray], int]:
+    """Detector.raw on four images preprocessed as the Detector does, and the export's number of classes."""
+    exports, key, images = NVINFER_ENGINES[model]
+    det = Detector(request.getfixturevalue(exports)[key], backend="openvino")
+    paths = sorted(request.getfixturevalue(images).iterdir())[:4]
+    batch, _ = preprocess_batch([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths], det.input_size,
+                                det.resize, det.pad_value)
+    raw = det.raw(batch)
+    assert {k: raw[k].dtype for k in CONTRACT} == {k: np.dtype(t) for k, t in CONTRACT.items()}
+    return raw, len(det.class_names)
+
+
+def _nvinfer_parse(cpp_build: Path, raw: dict, b: int, folder: Path, num_classes: int, thresholds: list) -> list[dict]:
+    """Item b as nvinfer hands it to the parser (its slice of each output, no batch dimension, in any order)."""
+    folder.mkdir()
+    layers = []
+    for name in np.roll(list(CONTRACT)[::-1], b):  # reversed and rotated: never the contract's order
+        t = np.ascontiguousarray(raw[name][b], np.dtype(CONTRACT[name]).newbyteorder("<"))
+        (folder / f"{name}.bin").write_bytes(t.tobytes())
+        layers.append({"name": str(name), "dtype": np.dtype(CONTRACT[name]).name, "dims": list(t.shape),
+                       "file": f"{name}.bin"})
+    (folder / "layers.json").write_text(json.dumps({"layers": layers, "num_classes_configured": num_classes,
+                                                    "per_class_precluster_threshold": thresholds}))
+    proc = _run([cpp_build / "nvinfer_parse_dump", folder])
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _rows(raw: dict, b: int) -> list[tuple[int, np.float32, np.ndarray]]:
+    """Item b's valid rows: label, score, box as nvinfer's left, top, width, height (float32 arithmetic)."""
+    rows = []
+    for i in range(int(raw["num_dets"][b, 0])):
+        x1, y1, x2, y2 = raw["boxes"][b, i]
+        rows.append((int(raw["labels"][b, i]), raw["scores"][b, i], np.array([x1, y1, x2 - x1, y2 - y1])))
+    return rows
+
+
+def _assert_objects(objects: list[dict], rows: list, where: str) -> int:
+    assert len(objects) == len(rows), (where, len(objects), len(rows))
+    for o, (label, score, ltwh) in zip(objects, rows):
+        got = np.array([o["left"], o["top"], o["width"], o["height"]])
+        same = o["class_id"] == label and o["confidence"] == score and np.abs(got - ltwh).max() <= 1e-5
+        assert same, (where, o, label, score, ltwh)
+    return len(rows)
+
+
+@pytest.mark.parametrize("model", list(NVINFER_ENGINES))
+def test_nvinfer_parser_returns_the_engines_rows(request, cpp_build, tmp_path, model):
+    raw, classes = _raw_batch(request, model)
+    compared = sum(_assert_objects(_nvinfer_parse(cpp_build, raw, b, tmp_path / str(b), classes, [0.0] * classes),
+                                   _rows(raw, b), f"{model} item {b}") for b in range(len(raw["num_dets"])))
+    print(f"\nnvinfer parser vs Detector.raw, {model}: {compared} boxes identical")
+    assert compared > 0
+
+
+@pytest.mark.parametrize("model", list(NVINFER_ENGINES))
+def test_nvinfer_parser_drops_unconfigured_classes_and_low_scores(request, cpp_build, tmp_path, model):
+    """num-detected-classes below the export's classes and pre-cluster-threshold per class: a row stays when its
+    class is configured and its score >= the class's threshold (each threshold a real score: equality keeps)."""
+    raw, classes = _raw_batch(request, model)
+    configured = classes - 1
+    rows = [r for b in range(len(raw["num_dets"])) for r in _rows(raw, b)]
+    thresholds = []
+    for c in range(configured):
+        scores = sorted(float(s) for label, s, _ in rows if label == c)
+        thresholds.append(scores[len(scores) // 2] if scores else 0.0)
+    kept = removed = 0
+    for b in range(len(raw["num_dets"])):
+        want = [r for r in _rows(raw, b) if r[0] < configured and r[1] >= np.float32(thresholds[r[0]])]
+        kept += _assert_objects(_nvinfer_parse(cpp_build, raw, b, tmp_path / str(b), configured, thresholds), want,
+                                f"{model} item {b}")
+        removed += len(_rows(raw, b)) - len(want)
+    print(f"\nnvinfer parser, {model}: {kept} rows kept, {removed} removed, thresholds {thresholds}")
+    assert kept > 0 and removed > 0
+
+
+def test_nvinfer_parser_library_exports_the_parse_function(tmp_path):
+    """libnvdsinfer_edgedet.so against DeepStream's headers: nvinfer dlsym()s the unmangled NvDsInferParseEdgedet,
+    the only symbol it exports; libedgedet is not needed (the core is linked in)."""
+    include = os.environ.get("EDGEDET_DEEPSTREAM_INCLUDE")
+    if not include:
+        pytest.skip("EDGEDET_DEEPSTREAM_INCLUDE (DeepStream's sources/includes) not set: no libnvdsinfer_edgedet.so")
+    build = tmp_path / "ds-build"
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    trt = os.environ.get("EDGEDET_DEEPSTREAM_TENSORRT_INCLUDE")
+    extra = [f"-DEDGEDET_DEEPSTREAM_TENSORRT_INCLUDE={trt}"] if trt else []
+    conf = _run(["cmake", "-S", CPP, "-B", build, "-DEDGEDET_BUILD_TESTS=OFF",
+                 f"-DEDGEDET_DEEPSTREAM_INCLUDE={include}", *extra], env=env)
+    assert conf.returncode == 0, conf.stdout[-3000:] + conf.stderr[-3000:]
+    made = _run(["cmake", "--build", build, "--target", "nvdsinfer_edgedet"], env=env, timeout=600)
+    log = made.stdout + made.stderr
+    assert made.returncode == 0 and "warning" not in log, log[-6000:]
+    lib = build / "libnvdsinfer_edgedet.so"
+    symbols = _run(["nm", "-D", "--defined-only", lib]).stdout.splitlines()
+    assert [line.split()[1:] for line in symbols] == [["T", "NvDsInferParseEdgedet"]], symbols
+    assert "libedgedet" not in _run(["readelf", "-d", lib]).stdout
