@@ -42,13 +42,15 @@ def scaled_size(src_w: int, src_h: int, net_w: int, net_h: int, keep_aspect: boo
 
 
 def network_input(frame: np.ndarray, net_h: int, net_w: int, *, keep_aspect: bool, symmetric: bool = False,
-                  scale: float = 1.0, offsets=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, Scaled]:
-    """RGB uint8 ``frame`` → float32 ``[1, 3, net_h, net_w]`` as nvinfer writes it, and how it was scaled."""
+                  scale: float = 1.0, offsets=(0.0, 0.0, 0.0), pad=(0, 0, 0)) -> tuple[np.ndarray, Scaled]:
+    """RGB uint8 ``frame`` → float32 ``[1, 3, net_h, net_w]`` as nvinfer writes it, and how it was scaled.
+    ``pad`` is nvinfer's black; another colour measures what the padding alone changes."""
     h, w = frame.shape[0] & ~1, frame.shape[1] & ~1
     frame = frame[:h, :w]
     dw, dh = scaled_size(w, h, net_w, net_h, keep_aspect)
     x0, y0 = ((net_w - dw) // 2, (net_h - dh) // 2) if symmetric else (0, 0)
-    canvas = np.zeros((net_h, net_w, 3), np.uint8)
+    canvas = np.empty((net_h, net_w, 3), np.uint8)
+    canvas[...] = np.asarray(pad, np.uint8)
     canvas[y0:y0 + dh, x0:x0 + dw] = cv2.resize(frame, (dw, dh), interpolation=cv2.INTER_LINEAR)
     tensor = np.float32(scale) * (canvas.astype(np.float32) - np.asarray(offsets, np.float32))
     return np.ascontiguousarray(tensor.transpose(2, 0, 1)[None]), Scaled(dw / w, dh / h, x0, y0, w, h)

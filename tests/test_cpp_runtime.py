@@ -483,3 +483,108 @@ def test_nvinfer_parser_library_exports_the_parse_function(tmp_path):
     symbols = _run(["nm", "-D", "--defined-only", lib]).stdout.splitlines()
     assert [line.split()[1:] for line in symbols] == [["T", "NvDsInferParseEdgedet"]], symbols
     assert "libedgedet" not in _run(["readelf", "-d", lib]).stdout
+
+
+# --- DeepStream's input (--input-format float-nchw) and nvinfer emulated end to end ------------------------------
+
+
+@pytest.fixture(scope="module")
+def float_exports(tiny_checkpoint, fasterrcnn_checkpoint, tmp_path_factory) -> dict:
+    """The exports nvinfer is fed: the SSD fixture with a dynamic batch (as nvinfer builds ONNX) and the
+    letterbox Faster R-CNN, both with the float32 NCHW input and the thresholds of ssd_exports / frcnn_exports."""
+    out = tmp_path_factory.mktemp("cpp-float")
+    ssd = export_model(ExportOptions(model=None, weights=str(tiny_checkpoint), nms=NMSConfig("onnx", score_thresh=0.05),
+                                     dynamic_batch=4, input_format="float-nchw", name="tiny_f", out_dir=str(out)))
+    frcnn = export_model(ExportOptions(model=None, weights=str(fasterrcnn_checkpoint), imgsz=(160, 160),
+                                       nms=NMSConfig("onnx", score_thresh=0.5, max_dets=100),
+                                       input_format="float-nchw", name="frcnn_f", out_dir=str(out)))
+    return {"ssd": ssd.artifacts["fp32"], "fasterrcnn": frcnn.artifacts["fp32"]}
+
+
+@pytest.mark.parametrize("model,uint8_key,images,batch", [("ssd", "dyn4", "val_images", 4),
+                                                          ("fasterrcnn", "fp32", "frcnn_images", 1)])
+def test_cpp_runs_float_nchw_exports_as_the_uint8_ones(request, cpp_build, float_exports, tmp_path, model,
+                                                       uint8_key, images, batch):
+    """The C++ runtime (OpenVINO's preprocessing turns its uint8 NHWC buffer into the float NCHW input) detects on
+    the DeepStream export what Python detects on the uint8 export of the same model."""
+    folder = request.getfixturevalue(images)
+    uint8 = Path(request.getfixturevalue("ssd_exports" if model == "ssd" else "frcnn_exports")[uint8_key])
+    cpp = _cpp_detections(cpp_build, Path(float_exports[model]), folder, tmp_path, batch)
+    py = _python_detections(uint8, folder)
+    compared = sum(_assert_same(cpp[k], py[k], k) for k in py)
+    print(f"\nC++ float-nchw vs Python uint8, {model}: {compared} boxes identical within tolerance")
+    assert compared >= 10
+
+
+def _even_frames(folder: Path) -> list[np.ndarray]:
+    """The images as streammux frames: nvinfer scales an even-sized surface, so odd sizes are cropped here for
+    both sides."""
+    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(folder.iterdir())]
+    return [f[: f.shape[0] & ~1, : f.shape[1] & ~1].copy() for f in frames]
+
+
+def _nvinfer_detections(cpp_build, engine: Path, frames, tmp_path, pad=(0, 0, 0)):
+    """nvinfer end to end, emulated from its sources (tests/nvinfer_emulation.py), with the real parser core."""
+    import onnxruntime as ort
+
+    from edgedet.runtime.detections import Detections
+    from nvinfer_emulation import frame_objects, network_input
+
+    meta = Detector(engine).metadata
+    h, w = meta["input"]["size"]
+    classes, thresh = len(meta["classes"]), float(meta["nms"]["score_thresh"])
+    session = ort.InferenceSession(str(engine), providers=["CPUExecutionProvider"])
+    out = []
+    for i, frame in enumerate(frames):
+        tensor, scaled = network_input(frame, h, w, keep_aspect=meta["input"]["resize"] == "letterbox", pad=pad)
+        raw = dict(zip(["num_dets", "boxes", "scores", "labels"], session.run(None, {"images": tensor})))
+        objects = _nvinfer_parse(cpp_build, raw, 0, tmp_path / f"{i}-{pad[0]}", classes, [thresh] * classes)
+        attached = frame_objects(objects, scaled, classes, [thresh] * classes)
+        boxes = np.array([[o["left"], o["top"], o["left"] + o["width"], o["top"] + o["height"]] for o in attached],
+                         np.float32).reshape(-1, 4)
+        out.append(Detections(boxes, np.array([o["confidence"] for o in attached], np.float32),
+                              np.array([o["class_id"] for o in attached], np.int64)))
+    return out
+
+
+def test_nvinfer_emulated_detects_what_the_detector_detects_on_stretch_exports(cpp_build, float_exports, val_images,
+                                                                               tmp_path):
+    """Stretch (SSD): nvinfer's scaling, float input, parser and box mapping give exactly the Detector's boxes."""
+    engine = Path(float_exports["ssd"])
+    frames = _even_frames(val_images)
+    det = Detector(engine)
+    compared = 0
+    for want, got in zip(det(frames), _nvinfer_detections(cpp_build, engine, frames, tmp_path)):
+        order = np.lexsort((-want.scores, want.labels))  # nvinfer groups by class; within a class, engine order
+        assert len(got) == len(want)
+        assert np.array_equal(got.labels, want.labels[order]) and np.allclose(got.scores, want.scores[order])
+        assert np.abs(got.boxes - want.boxes[order]).max(initial=0) <= 1e-3
+        compared += len(want)
+    print(f"\nnvinfer emulated vs Detector, SSD stretch: {compared} boxes identical")
+    assert compared >= 10
+
+
+def test_nvinfer_letterbox_padding_measured(cpp_build, float_exports, frcnn_images, tmp_path):
+    """Letterbox (Faster R-CNN): nvinfer pads with black where edgedet pads with the mean colour (and truncates
+    the scaled side where edgedet rounds). With edgedet's padding the emulation must agree with the Detector;
+    with nvinfer's black the agreement is measured and must be what the nvinfer config's comment says."""
+    from edgedet.export.parity import compare
+    from edgedet.runtime.deepstream import LETTERBOX_AGREEMENT
+
+    engine = Path(float_exports["fasterrcnn"])
+    frames = _even_frames(frcnn_images)
+    det = Detector(engine)
+
+    def visible(dets):  # boxes found inside the padding have no area in the frame: edgedet clips them to a line,
+        # nvinfer leaves them below the frame with a negative height; neither is a detection of the frame
+        return [d.filter() if not len(d) else type(d)(d.boxes[k], d.scores[k], d.labels[k])
+                for d in dets for k in [(d.boxes[:, 2] > d.boxes[:, 0]) & (d.boxes[:, 3] > d.boxes[:, 1])]]
+
+    want = visible(det(frames))
+    mean = compare(want, visible(_nvinfer_detections(cpp_build, engine, frames, tmp_path, pad=det.pad_value)), "fp32",
+                   0.5)
+    black = compare(want, visible(_nvinfer_detections(cpp_build, engine, frames, tmp_path)), "fp32", 0.5)
+    print(f"\nnvinfer emulated vs Detector, Faster R-CNN letterbox: mean padding {mean.agreement:.3f} of "
+          f"{mean.boxes_compared}, black padding {black.agreement:.3f} of {black.boxes_compared}")
+    assert mean.boxes_compared >= 10 and mean.agreement == 1.0 and mean.max_box_diff <= 1e-3
+    assert black.boxes_compared >= 10 and black.agreement >= LETTERBOX_AGREEMENT
