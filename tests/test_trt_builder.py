@@ -226,6 +226,9 @@ def test_batch_profile_dynamic() -> None:
     assert batch_profile((-1, H, W, 3), 2, 4, 16, {"batch": {"max": 8}}) == ((2, H, W, 3), (4, H, W, 3), (16, H, W, 3))
     assert batch_profile((0, H, W, 3), None, None, None, None) == ((1, H, W, 3),) * 3
     assert batch_profile((-1, H, W, 3), None, 3, None, None)[2] == (3, H, W, 3)
+    # the DeepStream export (--input-format float-nchw) keeps its NCHW tail
+    assert batch_profile((-1, 3, H, W), None, None, None, {"batch": {"max": 4}}) == ((1, 3, H, W), (4, 3, H, W),
+                                                                                     (4, 3, H, W))
     for lo, opt, hi in ((4, None, 2), (1, 5, 4), (3, 2, 4)):
         with pytest.raises(EdgedetError, match="min <= opt <= max") as e:
             batch_profile(shape, lo, opt, hi, None)
@@ -241,7 +244,7 @@ def test_batch_profile_fixed_and_bad_inputs() -> None:
         batch_profile((2, H, W, 3), None, None, 8, None)
     assert "--dynamic-batch" in one_line(e)
     with pytest.raises(EdgedetError, match="engine contract"):
-        batch_profile((1, 3, H, W), None, None, None, None)
+        batch_profile((1, 4, H, W), None, None, None, None)  # neither uint8 NHWC nor float NCHW
     with pytest.raises(EdgedetError, match="engine contract"):
         batch_profile((1, -1, -1, 3), None, None, None, None)
 
