@@ -99,6 +99,7 @@ def trained_tiny(synth, tmp_path_factory: pytest.TempPathFactory):
                       val_data=str(synth.val_json), preset="tiny", device="cpu",
                       out=str(tmp_path_factory.mktemp("train") / "run"), eval_every=1000)
     result = train(cfg, progress=False)
+    print(f"\nssdlite_tiny fixture: val AP50 {result.history[-1]['val']['AP50']:.3f} after {len(result.history)} epochs")
     assert result.history[-1]["val"]["AP50"] >= FIXTURE_MIN_AP50, result.history[-1]
     return result
 

@@ -332,6 +332,7 @@ def iou_checkpoint(synth, tmp_path_factory):
                       eval_every=1,
                       model_kwargs=dict(IOU_FIXTURE_ARGS))
     result = train(cfg, progress=False)
+    print(f"\nIoU-Net fixture: val AP50 {result.history[-1]['val']['AP50']:.3f} after {len(result.history)} epochs")
     assert result.history[-1]["val"]["AP50"] >= 0.5, result.history[-1]
     return result.best
 
