@@ -16,11 +16,14 @@ class Detections:
 
     ``boxes`` float32 ``[N, 4]`` x1, y1, x2, y2; ``scores`` float32 ``[N]`` descending;
     ``labels`` int64 ``[N]`` 0-based indices into the model's class list.
+    ``track_ids`` int64 ``[N]`` or None: set by a tracker (``runtime.tracker.ByteTracker``), ids from 1,
+    per stream; None for plain detections.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
+    track_ids: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> "Detections":
@@ -33,4 +36,5 @@ class Detections:
         keep = self.scores >= min_score
         if classes is not None:
             keep &= np.isin(self.labels, list(classes))
-        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])
+        track_ids = None if self.track_ids is None else self.track_ids[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], track_ids)
