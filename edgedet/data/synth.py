@@ -2,7 +2,8 @@
 
 Filled shapes of several classes on textured backgrounds, at varied sizes and aspect ratios;
 some images hold no objects and a few are all black (failure cases the export must survive).
-Written as COCO JSON (train and val splits) plus an optional MP4 of moving shapes.
+Written as COCO JSON (train and val splits) plus an optional MP4 of moving shapes with their ground-truth
+tracks (MOTChallenge ``gt.txt`` format), so tracking can be measured.
 Torch-free: only numpy, OpenCV and PIL.
 """
 
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 
 from edgedet.errors import DataError
-from edgedet.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+from edgedet.fileio import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CLASSES = ["circle", "square", "triangle"]
 IMAGE_SIZES = [(224, 224), (256, 192), (192, 256)]  # (width, height): varied aspect ratios
@@ -32,6 +33,7 @@ class SynthSummary:
     num_train: int
     num_val: int
     video: Path | None
+    video_gt: Path | None = None  # MOTChallenge ground truth of the video's moving shapes
 
 
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -110,8 +112,42 @@ def _write_jpeg(path: Path, img: np.ndarray) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
+def video_gt_path(video: str | Path) -> Path:
+    """Where :func:`write_video` puts the ground truth of ``video``: ``<stem>_gt.txt`` beside it."""
+    video = Path(video)
+    return video.with_name(video.stem + "_gt.txt")
+
+
+def _crossing_pair(rng: np.random.Generator, w: int, h: int, frames: int) -> tuple[int, int, list[np.ndarray]]:
+    """Two shapes of one class on straight diagonals that cross in the frame centre, back and forth.
+
+    Object A runs top-left -> bottom-right while B runs top-right -> bottom-left, both reaching the centre at
+    the same frame, so B (drawn later) hides A there: the case where a tracker swaps ids. They turn back at the
+    ends of their paths (period 120 frames), so a long video crosses them again every 60 frames.
+    """
+    cls = int(rng.integers(0, len(CLASSES)))
+    side = min(w, h)
+    bw = max(8, int(rng.uniform(0.15, 0.2) * side))
+    bh = max(8, int(bw * rng.uniform(0.85, 1.15)))
+    period = 120
+    t = np.arange(frames)
+    phase = (t % period) / period
+    u = np.where(phase < 0.5, 2 * phase, 2 - 2 * phase)  # 0 -> 1 -> 0, crossing at u = 0.5 (t = 30, 90, ...)
+    x_lo, x_hi = 0.1 * w, 0.9 * w - bw
+    y_lo, y_hi = 0.1 * h, 0.9 * h - bh
+    ya = y_lo + u * (y_hi - y_lo)
+    paths = [np.stack([x_lo + u * (x_hi - x_lo), ya], 1), np.stack([x_hi - u * (x_hi - x_lo), ya], 1)]
+    return cls, (bw, bh), [np.round(p).astype(int) for p in paths]
+
+
 def write_video(path: Path, *, frames: int = 120, size: tuple[int, int] = (320, 240), fps: int = 30, seed: int = 0) -> Path:
-    """An MP4 of shapes drifting over a fixed background, for `edgedet run` and the demo."""
+    """An MP4 of shapes drifting over a fixed background, for `edgedet run`, the demo and tracking benchmarks.
+
+    Also writes the shapes' ground-truth tracks beside it (:func:`video_gt_path`), in MOTChallenge ``gt.txt``
+    format: ``frame,id,x,y,w,h,1,class,visibility`` per object and frame, frames and ids from 1, ``class`` the
+    COCO category id (class index + 1), ``visibility`` the share of the box not hidden by shapes drawn over it.
+    One pair of objects of the same class crosses (:func:`_crossing_pair`). The same seed gives the same video.
+    """
     rng = np.random.default_rng(seed + 1)
     w, h = size
     bg = _background(rng, w, h)
@@ -119,20 +155,35 @@ def write_video(path: Path, *, frames: int = 120, size: tuple[int, int] = (320, 
     objects = objects or [(0, (10, 10, 60, 60))]
     colors = [tuple(int(c) for c in rng.integers(60, 256, 3)) for _ in objects]
     vel = rng.uniform(-2, 2, size=(len(objects), 2))
+    pair_cls, (pw, ph), pair_paths = _crossing_pair(rng, w, h, frames)
+    pair_colors = [tuple(int(c) for c in rng.integers(60, 256, 3)) for _ in pair_paths]
+    gt_lines: list[str] = []
     with atomic_path(path) as tmp:
         tmp_mp4 = tmp.with_suffix(".mp4")
         writer = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         if not writer.isOpened():
             raise DataError("OpenCV cannot write MP4 video here (no mp4v encoder)")
+        owner = np.zeros((h, w), np.int32)  # which object's pixels are on top, for visibility
         try:
             for t in range(frames):
                 frame = bg.copy()
+                placed: list[tuple[int, int, tuple[int, int, int, int], tuple[int, int, int]]] = []
                 for k, (cls, (x1, y1, x2, y2)) in enumerate(objects):
                     dx, dy = vel[k] * t
                     bw, bh = x2 - x1, y2 - y1
                     nx = int(np.clip(x1 + dx, 0, w - bw))
                     ny = int(np.clip(y1 + dy, 0, h - bh))
-                    _draw(frame, cls, (nx, ny, nx + bw, ny + bh), colors[k])
+                    placed.append((k + 1, cls, (nx, ny, nx + bw, ny + bh), colors[k]))
+                for j, p in enumerate(pair_paths):
+                    nx, ny = int(p[t, 0]), int(p[t, 1])
+                    placed.append((len(objects) + j + 1, pair_cls, (nx, ny, nx + pw, ny + ph), pair_colors[j]))
+                owner[:] = 0
+                for oid, cls, box, color in placed:
+                    _draw(frame, cls, box, color)
+                    owner[box[1]:box[3], box[0]:box[2]] = oid
+                for oid, cls, (x1, y1, x2, y2), _ in placed:
+                    vis = float((owner[y1:y2, x1:x2] == oid).mean())
+                    gt_lines.append(f"{t + 1},{oid},{x1},{y1},{x2 - x1},{y2 - y1},1,{cls + 1},{vis:.3f}")
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         finally:
             writer.release()
@@ -143,7 +194,18 @@ def write_video(path: Path, *, frames: int = 120, size: tuple[int, int] = (320, 
             tmp_mp4.replace(tmp)
         finally:
             tmp_mp4.unlink(missing_ok=True)
+    atomic_write_text(video_gt_path(path), "\n".join(gt_lines) + "\n")
     return path
+
+
+def read_video_gt(path: str | Path) -> np.ndarray:
+    """A MOTChallenge ``gt.txt`` as a float64 array ``[K, 9]`` (frame, id, x, y, w, h, flag, class, visibility)."""
+    rows = np.loadtxt(path, delimiter=",", ndmin=2)
+    if rows.size == 0:
+        return np.zeros((0, 9))
+    if rows.shape[1] != 9:
+        raise DataError(f"{path}: expected 9 comma-separated fields per line (MOTChallenge gt), got {rows.shape[1]}")
+    return rows
 
 
 def make_synthetic_dataset(
@@ -189,4 +251,5 @@ def make_synthetic_dataset(
     train_json = atomic_write_json(ann_dir / "train.json", _coco(*splits["train"]))
     val_json = atomic_write_json(ann_dir / "val.json", _coco(*splits["val"]))
     vid = write_video(root / "video.mp4", seed=seed) if video else None
-    return SynthSummary(root, train_json, val_json, img_dir, images - num_val, num_val, vid)
+    return SynthSummary(root, train_json, val_json, img_dir, images - num_val, num_val, vid,
+                        video_gt_path(vid) if vid else None)
