@@ -52,9 +52,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _xyxy_to_xyah(box: np.ndarray) -> np.ndarray:
-    w, h = box[2] - box[0], max(box[3] - box[1], 1e-6)
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, w / h, h], np.float64)
+def _xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
+    """[..., 4] x1, y1, x2, y2 -> centre x, centre y, aspect w / h, height."""
+    boxes = np.asarray(boxes, np.float64)
+    w = boxes[..., 2] - boxes[..., 0]
+    h = np.maximum(boxes[..., 3] - boxes[..., 1], 1e-6)
+    return np.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2, w / h, h], -1)
 
 
 def _xyah_to_xyxy(m: np.ndarray) -> np.ndarray:
@@ -97,15 +100,20 @@ class KalmanBoxFilter:
         covs = self.F[None] @ covs @ self.F.T[None] + q
         return means, covs
 
-    def update(self, mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h = mean[3]
-        r = np.diag(np.array([self._W_POS * h, self._W_POS * h, 1e-1, self._W_POS * h]) ** 2)
-        s = self.H @ cov @ self.H.T + r  # innovation covariance
-        pht = cov @ self.H.T
-        gain = np.linalg.solve(s, pht.T).T  # K = P H^T S^-1 (S symmetric)
-        mean = mean + gain @ (z - self.H @ mean)
-        cov = cov - gain @ s @ gain.T
-        return mean, cov
+    def update(self, means: np.ndarray, covs: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Correct many tracks at once with their measurements ``z`` [K, 4] (cx, cy, a, h)."""
+        h = means[:, 3]
+        std = np.stack([self._W_POS * h, self._W_POS * h, np.full_like(h, 1e-1), self._W_POS * h], 1)
+        r = np.zeros((len(h), 4, 4))
+        idx = np.arange(4)
+        r[:, idx, idx] = std**2
+        s = covs[:, :4, :4] + r  # innovation covariance H P H^T + R (H selects the first four states)
+        pht = covs[:, :, :4]  # P H^T
+        gain = np.swapaxes(np.linalg.solve(s, np.swapaxes(pht, 1, 2)), 1, 2)  # K = P H^T S^-1 (S symmetric)
+        innovation = z - means[:, :4]
+        means = means + (gain @ innovation[:, :, None])[:, :, 0]
+        covs = covs - gain @ s @ np.swapaxes(gain, 1, 2)
+        return means, covs
 
 
 class _Track:
@@ -120,8 +128,10 @@ class _Track:
         self.confirmed = False
         self.start_frame = self.end_frame = 0
 
-    def predicted_box(self) -> np.ndarray:
-        return _xyah_to_xyxy(self.mean[:4])
+
+
+def _predicted_boxes(tracks: list[_Track]) -> np.ndarray:
+    return _xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks])) if tracks else np.zeros((0, 4))
 
 
 def _assign(cost: np.ndarray, limit: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
@@ -151,8 +161,7 @@ def _cost(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray) -> np.nda
     """1 - IoU between tracks (predicted boxes) and detections; ``_BIG`` across class labels."""
     if not tracks or len(boxes) == 0:
         return np.zeros((len(tracks), len(boxes)))
-    tboxes = np.stack([t.predicted_box() for t in tracks])
-    cost = 1.0 - box_iou(tboxes, boxes)
+    cost = 1.0 - box_iou(_predicted_boxes(tracks), boxes)
     tlabels = np.array([t.label for t in tracks])
     cost[tlabels[:, None] != labels[None, :]] = _BIG
     return cost
@@ -210,12 +219,26 @@ class ByteTracker:
             self._confirm(t)
         return t
 
-    def _update(self, t: _Track, box: np.ndarray, score: float) -> None:
-        t.mean, t.cov = self._kf.update(t.mean, t.cov, _xyxy_to_xyah(box))
-        t.box, t.score = box, score
-        t.state = _TRACKED
-        t.end_frame = self.frame_id
-        self._confirm(t)
+    def _update(self, tracks: list[_Track], boxes: np.ndarray, scores: np.ndarray) -> None:
+        """Tracks matched in this frame: Kalman-correct them with their detections (one batched step)."""
+        if not tracks:
+            return
+        means, covs = self._kf.update(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]),
+                                      _xyxy_to_xyah(boxes))
+        for t, m, c, box, score in zip(tracks, means, covs, boxes, scores):
+            t.mean, t.cov = m, c
+            t.box, t.score = box, float(score)
+            t.state = _TRACKED
+            t.end_frame = self.frame_id
+            self._confirm(t)
+
+    def _update_matched(self, tracks: list[_Track], det_index: np.ndarray, pairs: list[tuple[int, int]],
+                        boxes: np.ndarray, scores: np.ndarray) -> list[_Track]:
+        """Apply an association's ``(track, detection)`` pairs; ``det_index`` maps its columns to rows of the frame."""
+        matched = [tracks[ti] for ti, _ in pairs]
+        rows = det_index[[di for _, di in pairs]] if pairs else np.zeros(0, np.int64)
+        self._update(matched, boxes[rows], scores[rows])
+        return matched
 
     def _predict(self, tracks: list[_Track]) -> None:
         if not tracks:
@@ -250,25 +273,19 @@ class ByteTracker:
 
         # 1) high-score detections with every confirmed track, tracked or lost
         pairs, u_pool, u_high = _assign(_cost(pool, boxes[high], labels[high]), self.match_thresh)
-        for ti, di in pairs:
-            self._update(pool[ti], boxes[high[di]], scores[high[di]])
-            matched.append(pool[ti])
+        matched += self._update_matched(pool, high, pairs, boxes, scores)
 
         # 2) low-score detections with the tracks still tracked (a lost track needs a confident detection)
         remaining = [pool[i] for i in u_pool if pool[i].state == _TRACKED]
         pairs, u_rem, _ = _assign(_cost(remaining, boxes[low], labels[low]), 0.5)
-        for ti, di in pairs:
-            self._update(remaining[ti], boxes[low[di]], scores[low[di]])
-            matched.append(remaining[ti])
+        matched += self._update_matched(remaining, low, pairs, boxes, scores)
         for i in u_rem:
             remaining[i].state = _LOST
 
         # 3) unconfirmed tracks (born last frame) with the high detections left; unmatched ones die
         left = high[u_high]
         pairs, u_unc, u_left = _assign(_cost(unconfirmed, boxes[left], labels[left]), 0.7)
-        for ti, di in pairs:
-            self._update(unconfirmed[ti], boxes[left[di]], scores[left[di]])
-            matched.append(unconfirmed[ti])
+        matched += self._update_matched(unconfirmed, left, pairs, boxes, scores)
         for i in u_unc:
             unconfirmed[i].state = _REMOVED
 
@@ -301,7 +318,7 @@ class ByteTracker:
         """A lost track overlapping a tracked one almost exactly is the same object twice: keep the older."""
         if not self._tracked or not self._lost:
             return
-        cost = _cost(self._tracked, np.stack([t.predicted_box() for t in self._lost]),
+        cost = _cost(self._tracked, _predicted_boxes(self._lost),
                      np.array([t.label for t in self._lost]))
         drop_tracked, drop_lost = set(), set()
         for i, j in zip(*np.nonzero(cost < 0.15)):
