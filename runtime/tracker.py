@@ -27,7 +27,6 @@ Run several streams with one instance each.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .detections import Detections
 
@@ -144,6 +143,8 @@ def _assign(cost: np.ndarray, limit: float) -> tuple[list[tuple[int, int]], list
     n, m = cost.shape
     if n == 0 or m == 0:
         return [], list(range(n)), list(range(m))
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize costs ~0.3 s to import
+
     c = np.where(cost > limit, _BIG, cost)
     ext = np.full((n + m, m + n), _BIG)
     ext[:n, :m] = c
