@@ -57,6 +57,7 @@ from torch.nn import functional as F
 from edgedet.errors import ModelError
 from edgedet.export.common import NormalizeInput
 from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
+from edgedet.runtime.input_format import UINT8_NHWC
 
 __all__ = ["FasterRCNNDeploy", "TENSORRT_TOPK_LIMIT"]
 
@@ -134,6 +135,7 @@ class FasterRCNNDeploy(nn.Module):
         rpn_post_nms_top_n: int | None = None,
         rpn_score_thresh: float | None = None,
         iou: bool = False,
+        input_format: str = UINT8_NHWC,
     ) -> None:
         super().__init__()
         from torchvision.models.detection import FasterRCNN
@@ -159,7 +161,7 @@ class FasterRCNNDeploy(nn.Module):
 
         # --- preprocessing: GeneralizedRCNNTransform without its resize -------------------------------
         transform = model.transform
-        self.normalize = NormalizeInput(transform.image_mean, transform.image_std)
+        self.normalize = NormalizeInput(transform.image_mean, transform.image_std, input_format)
         divisor = int(transform.size_divisible)
         self.padded_size = (math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)
 

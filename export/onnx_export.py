@@ -142,10 +142,11 @@ def _build(opts: ExportOptions):
 
 
 def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int,
-                  outputs: tuple[str, ...] = CANDIDATES, input_format: str = UINT8_NHWC) -> onnx.ModelProto:
+                  outputs: tuple[str, ...] = CANDIDATES) -> onnx.ModelProto:
+    """The wrapper's candidate graph, traced on an input of the format it was built for."""
     import torch
 
-    wrapper.normalize.input_format = input_format
+    input_format = wrapper.normalize.input_format
     example = torch.zeros(shape_of(input_format, batch, size),
                           dtype=torch.uint8 if input_format == UINT8_NHWC else torch.float32)
     buf = io.BytesIO()
@@ -247,10 +248,10 @@ def export_model(opts: ExportOptions) -> ExportResult:
     if nms.mode != "standard":
         family_opts["iou"] = True
     wrapper = build_wrapper(model, entry.family, size, score_thresh=nms.score_thresh,
-                            max_candidates=opts.max_candidates, **family_opts).eval()
+                            max_candidates=opts.max_candidates, input_format=opts.input_format, **family_opts).eval()
     batch = opts.dynamic_batch or opts.batch
     candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size,
-                               opts.opset, nms.candidates, opts.input_format)
+                               opts.opset, nms.candidates)
     dtype, layout = DESCRIPTION[opts.input_format]
 
     meta: dict[str, Any] = {

@@ -16,6 +16,7 @@ from torchvision.models.detection.ssd import SSD
 
 from edgedet.export.common import NormalizeInput, decode_boxes, topk_candidates
 from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
+from edgedet.runtime.input_format import UINT8_NHWC
 
 
 class SSDDeploy(nn.Module):
@@ -24,11 +25,12 @@ class SSDDeploy(nn.Module):
     Boxes are x1y1x2y2 in input pixels, labels 0-based class indices, scores 0 for padding.
     """
 
-    def __init__(self, model: SSD, *, input_size: tuple[int, int], score_thresh: float, max_candidates: int) -> None:
+    def __init__(self, model: SSD, *, input_size: tuple[int, int], score_thresh: float, max_candidates: int,
+                 input_format: str = UINT8_NHWC) -> None:
         super().__init__()
         if not 0 < max_candidates <= TENSORRT_TOPK_LIMIT:
             raise ValueError(f"max_candidates must be in 1..{TENSORRT_TOPK_LIMIT}")
-        self.normalize = NormalizeInput(model.transform.image_mean, model.transform.image_std)
+        self.normalize = NormalizeInput(model.transform.image_mean, model.transform.image_std, input_format)
         self.backbone = model.backbone
         self.head = model.head
         self.box_coder = model.box_coder

@@ -9,6 +9,7 @@ from torch import nn
 
 from edgedet.errors import EdgedetError
 from edgedet.export.nms import NMSConfig
+from edgedet.runtime.input_format import UINT8_NHWC
 
 RESIZE_MODE = {"ssd": "stretch", "fasterrcnn": "letterbox"}
 
@@ -58,11 +59,12 @@ def pad_value(model: nn.Module) -> list[int]:
 
 
 def build_wrapper(model: nn.Module, family: str, input_size: tuple[int, int], *, score_thresh: float,
-                  max_candidates: int, **family_options: Any) -> nn.Module:
+                  max_candidates: int, input_format: str = UINT8_NHWC, **family_options: Any) -> nn.Module:
     if family == "ssd":
         from edgedet.export.ssd import SSDDeploy
 
-        return SSDDeploy(model, input_size=input_size, score_thresh=score_thresh, max_candidates=max_candidates)
+        return SSDDeploy(model, input_size=input_size, score_thresh=score_thresh, max_candidates=max_candidates,
+                         input_format=input_format)
     if family == "fasterrcnn":
         h, w = input_size
         if h % 32 or w % 32:
@@ -70,5 +72,5 @@ def build_wrapper(model: nn.Module, family: str, input_size: tuple[int, int], *,
         from edgedet.export.fasterrcnn import FasterRCNNDeploy
 
         return FasterRCNNDeploy(model, input_size=input_size, score_thresh=score_thresh,
-                                max_candidates=max_candidates, **family_options)
+                                max_candidates=max_candidates, input_format=input_format, **family_options)
     raise EdgedetError(f"no deploy wrapper for family {family!r}")

@@ -39,12 +39,12 @@ from pathlib import Path
 from edgedet.errors import EdgedetError
 from edgedet.fileio import atomic_write_text
 from edgedet.runtime.input_format import FLOAT_NCHW, format_of
-from edgedet.runtime.metadata import read_metadata, require_runtime_keys
-from edgedet.runtime.trt_contract import PLAN_MAGIC, is_plan_file
+from edgedet.runtime.detector import ONNX_SUFFIXES, TRT_SUFFIXES
+from edgedet.runtime.metadata import max_batch, read_metadata, require_runtime_keys
+from edgedet.runtime.trt_contract import require_plan_file
 
 PARSER_FUNCTION = "NvDsInferParseEdgedet"
 PARSER_LIBRARY = "libnvdsinfer_edgedet.so"
-ONNX, PLAN = {".onnx"}, {".plan", ".engine", ".trt"}
 #: nvinfer's network-mode values (NvDsInferNetworkMode).
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 #: nvinfer's black letterbox padding against edgedet's mean colour: the share of the edgedet runtime's boxes (same
@@ -67,14 +67,13 @@ class DeepStreamFiles:
 
 
 def _load(engine: Path) -> dict:
-    if engine.suffix.lower() not in ONNX | PLAN:
+    if engine.suffix.lower() not in ONNX_SUFFIXES | TRT_SUFFIXES:
         raise EdgedetError(f"{engine.name}: DeepStream's nvinfer runs an .onnx export (it builds the engine) or a "
                            "TensorRT .plan/.engine built from one")
     if not engine.is_file():
         raise EdgedetError(f"engine not found: {engine}")
-    if engine.suffix.lower() in PLAN and not is_plan_file(engine):
-        raise EdgedetError(f"{engine.name} is not a TensorRT plan (it lacks the engine header {PLAN_MAGIC!r}); build one "
-                           "with `edgedet build`")
+    if engine.suffix.lower() in TRT_SUFFIXES:
+        require_plan_file(engine)
     meta = read_metadata(engine)
     if meta is None:
         raise EdgedetError(f"{engine.name} has no edgedet metadata (no sidecar JSON): nvinfer's settings come from it")
@@ -89,18 +88,13 @@ def _load(engine: Path) -> dict:
     return meta
 
 
-def batch_size(meta: dict) -> int:
-    batch = meta.get("batch", {})
-    return int(batch.get("max") if batch.get("dynamic") else batch.get("size", 1))
-
-
 def nvinfer_config(engine: Path, meta: dict, labels: Path, parser_lib: Path, padding_note: str = "") -> str:
     """The ``[property]`` and ``[class-attrs-all]`` groups nvinfer reads, for ``engine`` (absolute paths)."""
     h, w = meta["input"]["size"]
     letterbox = meta["input"].get("resize") == "letterbox"
     precision = meta.get("precision", "fp32")
     nms = meta.get("nms", {})
-    onnx_file = engine.suffix.lower() in ONNX
+    onnx_file = engine.suffix.lower() in ONNX_SUFFIXES
     source = f"onnx-file={engine}" if onnx_file else f"model-engine-file={engine}"
     notes = [padding_note] if padding_note and letterbox else []
     if onnx_file and not meta.get("batch", {}).get("dynamic"):
@@ -117,7 +111,7 @@ process-mode=1
 network-type=0
 {source}
 labelfile-path={labels}
-batch-size={batch_size(meta)}
+batch-size={max_batch(meta)}
 network-mode={NETWORK_MODE.get(precision, 0)}
 infer-dims=3;{h};{w}
 network-input-order=0
@@ -202,5 +196,5 @@ def write_deepstream(engine: str | Path, out: str | Path, *, parser_lib: str | P
     atomic_write_text(files.labels, "".join(f"{c}\n" for c in meta["classes"]))
     atomic_write_text(files.config, nvinfer_config(engine, meta, files.labels, lib, padding_note))
     atomic_write_text(files.app, app_config(files.config, video or "/path/to/video.mp4", out / "out.mp4",
-                                            batch_size(meta), tuple(meta["input"]["size"])))
+                                            max_batch(meta), tuple(meta["input"]["size"])))
     return files

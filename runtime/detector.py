@@ -20,7 +20,7 @@ import numpy as np
 from edgedet import log
 from edgedet.errors import BackendError, DataError
 from edgedet.runtime.detections import Detections
-from edgedet.runtime.metadata import read_metadata, require_runtime_keys
+from edgedet.runtime.metadata import max_batch, read_metadata, require_runtime_keys
 from edgedet.runtime.preprocess import RESIZE_MODES, pad_to_batch, preprocess_batch, scale_16_to_8
 
 ONNX_SUFFIXES = {".onnx"}
@@ -212,9 +212,8 @@ class Detector:
             raise BackendError(f"{path.name}: unknown resize mode {self.resize!r} in its metadata")
         self.pad_value = tuple(int(v) for v in inp.get("pad_value", (0, 0, 0)))
         self.class_names: list[str] = list(self.metadata["classes"])
-        batch = self.metadata.get("batch", {})
-        self.dynamic_batch = bool(batch.get("dynamic"))
-        self.batch_size = int(batch.get("max") if self.dynamic_batch else batch.get("size", 1))
+        self.dynamic_batch = bool(self.metadata.get("batch", {}).get("dynamic"))
+        self.batch_size = max_batch(self.metadata)
         self._check_metadata_matches_engine()
         self._buffer = np.zeros((self.batch_size, *self.input_size, 3), np.uint8)
 

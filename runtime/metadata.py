@@ -76,3 +76,10 @@ def require_runtime_keys(meta: dict[str, Any], source: str | Path) -> dict[str, 
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         raise BackendError(f"metadata of {source}: input.size must be [H, W], not {size!r}")
     return meta
+
+
+def max_batch(meta: dict[str, Any]) -> int:
+    """The most images one call of the engine takes: a dynamic-batch export's ``max``, else its fixed ``size``
+    (1 where the metadata names none)."""
+    batch = meta.get("batch", {})
+    return int(batch.get("max") if batch.get("dynamic") else batch.get("size", 1))

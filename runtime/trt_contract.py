@@ -8,11 +8,12 @@ reads a deserialized engine, :func:`check_contract` says in one line what is wro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgedet.errors import BackendError
+from edgedet.errors import BackendError, EdgedetError
 from edgedet.runtime.input_format import UINT8_NHWC, recognise, shape_of
 from edgedet.runtime.onnx_engine import OUTPUT_NAMES, OUTPUT_SPEC
 
@@ -33,6 +34,13 @@ def is_plan_file(path) -> bool:
             return f.read(len(PLAN_MAGIC)) == PLAN_MAGIC
     except OSError:
         return False
+
+
+def require_plan_file(path) -> None:
+    """Refuse a file named as a TensorRT plan that does not start as one (:func:`is_plan_file`), in one line."""
+    if not is_plan_file(path):
+        raise EdgedetError(f"{Path(path).name} is not a TensorRT plan (it lacks the engine header {PLAN_MAGIC!r}); "
+                           "build one with `edgedet build`")
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,11 @@ def plan_path(onnx: str, out: str | None) -> str | None:
     """``-o DIR`` → ``DIR/<stem>.plan``; ``-o FILE.plan`` (earlier releases) is the plan's own path."""
     from pathlib import Path
 
+    from edgedet.runtime.detector import TRT_SUFFIXES
+
     if out is None:
         return None
-    if Path(out).suffix.lower() in (".plan", ".engine", ".trt") and not Path(out).is_dir():
+    if Path(out).suffix.lower() in TRT_SUFFIXES and not Path(out).is_dir():
         from edgedet import log
 
         log.warn("-o FILE.plan is deprecated and will be removed in the next release; -o takes the output folder",

@@ -23,11 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from edgedet.errors import EdgedetError
+from edgedet.runtime.detector import ONNX_SUFFIXES, TRT_SUFFIXES
 from edgedet.runtime.metadata import read_metadata, require_runtime_keys, sidecar_path
 from edgedet.runtime.triton.config import Serving, model_config, to_text
-from edgedet.runtime.trt_contract import PLAN_MAGIC, is_plan_file
+from edgedet.runtime.trt_contract import require_plan_file
 
-ONNX, PLAN = {".onnx"}, {".plan", ".engine", ".trt"}
 MARKER = "README.md"  # what marks a folder as a repository this wrote (and may replace with --force)
 
 MODEL_PY = '''"""Triton Python-backend model written by `edgedet serve export`: {role}."""
@@ -57,17 +57,16 @@ def _metadata(artifact: Path) -> dict:
     if not artifact.is_file():
         raise EdgedetError(f"engine not found: {artifact}")
     suffix = artifact.suffix.lower()
-    if suffix not in ONNX | PLAN:
+    if suffix not in ONNX_SUFFIXES | TRT_SUFFIXES:
         raise EdgedetError(f"{artifact.name}: expected an .onnx export or a TensorRT .plan/.engine")
-    if suffix in PLAN and artifact.is_file() and not is_plan_file(artifact):
-        raise EdgedetError(f"{artifact.name} is not a TensorRT plan (it lacks the engine header {PLAN_MAGIC!r}); build one "
-                           "with `edgedet build`")
+    if suffix in TRT_SUFFIXES:
+        require_plan_file(artifact)
     meta = read_metadata(artifact)
     if meta is None:
         raise EdgedetError(f"{artifact.name} has no edgedet metadata (no {sidecar_path(artifact).name}, no ONNX "
                            "metadata_props): serve exports made by edgedet export / edgedet build")
     require_runtime_keys(meta, artifact.name)
-    if meta.get("nms", {}).get("flavour") == "efficient" and suffix in ONNX:
+    if meta.get("nms", {}).get("flavour") == "efficient" and suffix in ONNX_SUFFIXES:
         raise EdgedetError(f"{artifact.name} uses the TensorRT plugin EfficientNMS_TRT, which ONNX Runtime and "
                            "OpenVINO cannot run; serve its TensorRT plan, or export with --nms onnx")
     return meta
@@ -100,7 +99,7 @@ def write_repository(artifacts: list[Path], out: Path, *, kind: str = "gpu", ins
         raise EdgedetError(f"{out} is not a repository written by edgedet serve export (no {MARKER}); not replacing it")
     metas = [(Path(a), _metadata(Path(a))) for a in artifacts]
     names = [model_name(a) for a, _ in metas]
-    every = [f"{n}{tail}" for (a, _), n in zip(metas, names) for tail in ("", "_e2e", *(("_cpu",) if a.suffix.lower() in ONNX else ()))]
+    every = [f"{n}{tail}" for (a, _), n in zip(metas, names) for tail in ("", "_e2e", *(("_cpu",) if a.suffix.lower() in ONNX_SUFFIXES else ()))]
     if len(set(every)) != len(every):
         raise EdgedetError(f"two engines would give models the same name ({', '.join(sorted(every))}); rename one")
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -134,7 +133,7 @@ def _write_engine(repo: Path, artifact: Path, meta: dict, name: str, kind: str, 
         else {engine_file: artifact}
     common = {"engine_file": engine_file, "max_dets": str(k), "source": artifact.name}
     models = []
-    if suffix in PLAN:
+    if suffix in TRT_SUFFIXES:
         config = model_config(name, meta, k, native, platform="tensorrt_plan")
         _write_model(repo / name, config, classes, {"model.plan": artifact})
     else:
@@ -148,9 +147,9 @@ def _write_engine(repo: Path, artifact: Path, meta: dict, name: str, kind: str, 
         _write_model(repo / f"{name}_cpu", cpu, classes,
                      {**engine_files, "model.py": _python_model("the engine contract on the CPU", "ContractModel")})
         models.append(f"{name}_cpu")
-    e2e_serving = native if suffix in PLAN else on_cpu  # an ONNX export's e2e model runs it on the CPU
+    e2e_serving = native if suffix in TRT_SUFFIXES else on_cpu  # an ONNX export's e2e model runs it on the CPU
     e2e = model_config(f"{name}_e2e", meta, k, e2e_serving, backend="python", end_to_end=True,
-                       parameters={**common, **({"backend": "tensorrt"} if suffix in PLAN else {"backend": "auto", "device": "cpu"})})
+                       parameters={**common, **({"backend": "tensorrt"} if suffix in TRT_SUFFIXES else {"backend": "auto", "device": "cpu"})})
     _write_model(repo / f"{name}_e2e", e2e, classes,
                  {**engine_files, "model.py": _python_model("encoded images in, detections out", "EndToEndModel")})
     return [name, *models, f"{name}_e2e"]
