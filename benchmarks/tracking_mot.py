@@ -8,6 +8,8 @@ gt.txt; one same-class pair crosses with full overlap every 60 frames). The trac
   (b) with --engine: the detector's own boxes (`edgedet.runtime.Detector` on the decoded frames, every
       detection scoring >= the tracker's low threshold): detector and tracker together.
 
+"input recall" is the share of gt boxes that a box fed to the tracker overlaps (IoU >= 0.5, any class): what
+the detector (or the noise) leaves the tracker to work with; "recall"/"precision" are those of its output.
 Metrics: MOTA, IDF1, ID switches (and per 100 frames per track, the issue's goal: <= 1 with gt boxes, and
 IDF1 >= 0.9) from py-motmetrics (`motmetrics`); HOTA (with DetA and AssA) from TrackEval's own HOTA code
 (`trackeval` on PyPI, a packaging of Luiten's TrackEval: py-motmetrics 1.4 has no HOTA). Without trackeval the
@@ -42,6 +44,12 @@ class Sequence:
 
     name: str
     frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    input_hits: int = 0  # gt boxes that an input box (tracker's input, any class) overlaps with IoU >= 0.5
+
+    def add(self, gids: np.ndarray, gboxes: np.ndarray, det: Detections, out: Detections) -> None:
+        iou = box_iou(gboxes, det.boxes)
+        self.input_hits += int((iou.max(1) >= 0.5).sum()) if iou.size else 0
+        self.frames.append((gids, gboxes, out.track_ids, out.boxes.astype(np.float64)))
 
 
 def gt_per_frame(gt: np.ndarray):
@@ -60,8 +68,7 @@ def track_gt(gt: np.ndarray, tracker: ByteTracker, rng: np.random.Generator, noi
         keep = rng.random(len(boxes)) >= drop
         det = Detections(noisy[keep].astype(np.float32), rng.uniform(0.5, 0.95, keep.sum()).astype(np.float32),
                          labels[keep])
-        out = tracker.update(det)
-        seq.frames.append((gids, boxes, out.track_ids, out.boxes.astype(np.float64)))
+        seq.add(gids, boxes, det, tracker.update(det))
     return seq
 
 
@@ -74,8 +81,7 @@ def track_detector(video: Path, gt: np.ndarray, tracker: ByteTracker, detector, 
             if not ok:
                 raise RuntimeError(f"{video}: fewer frames than its ground truth")
             det = detector(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).filter(tracker.low_thresh)
-            out = tracker.update(det)
-            seq.frames.append((gids, boxes, out.track_ids, out.boxes.astype(np.float64)))
+            seq.add(gids, boxes, det, tracker.update(det))
     finally:
         cap.release()
     return seq
@@ -95,7 +101,7 @@ def motmetrics_summary(seqs: list[Sequence]):
     mh = mm.metrics.create()
     return mh.compute_many(accs, names=[s.name for s in seqs], generate_overall=True,
                            metrics=["mota", "idf1", "num_switches", "num_frames", "num_unique_objects",
-                                    "recall", "precision"])
+                                    "num_objects", "recall", "precision"])
 
 
 def hota(seqs: list[Sequence]) -> dict[str, dict[str, float]] | None:
@@ -128,21 +134,23 @@ def rows_for(label: str, seqs: list[Sequence]) -> list[list[str]]:
     s = motmetrics_summary(seqs)
     h = hota(seqs)
     rows = []
+    hits = {seq.name: seq.input_hits for seq in seqs}
+    hits["OVERALL"] = sum(hits.values())
     for name in [seq.name for seq in seqs] + ["OVERALL"]:
         r = s.loc[name]
         key = "all" if name == "OVERALL" else name
-        frames = int(r["num_frames"])
-        tracks = int(r["num_unique_objects"])
-        rate = r["num_switches"] / (frames / 100) / max(tracks, 1)
+        boxes = int(r["num_objects"])  # gt boxes: frames x tracks here, every object is in every frame
+        rate = r["num_switches"] * 100 / max(boxes, 1)  # ID switches per 100 frames per track
         hv = h[key] if h else None
-        rows.append([label, key, str(frames), str(tracks), f"{r['mota'] * 100:.1f}", f"{r['idf1'] * 100:.1f}",
+        rows.append([label, key, str(int(r["num_frames"])), str(int(r["num_unique_objects"])),
+                     f"{hits[name] / max(boxes, 1) * 100:.1f}", f"{r['mota'] * 100:.1f}", f"{r['idf1'] * 100:.1f}",
                      f"{hv['HOTA'] * 100:.1f}" if hv else "n/a", f"{hv['DetA'] * 100:.1f}" if hv else "n/a",
                      f"{hv['AssA'] * 100:.1f}" if hv else "n/a", str(int(r["num_switches"])), f"{rate:.2f}",
                      f"{r['recall'] * 100:.1f}", f"{r['precision'] * 100:.1f}"])
     return rows
 
 
-COLUMNS = ["boxes", "seed", "frames", "tracks", "MOTA %", "IDF1 %", "HOTA %", "DetA %", "AssA %", "IDSW",
+COLUMNS = ["boxes", "seed", "frames", "tracks", "input recall %", "MOTA %", "IDF1 %", "HOTA %", "DetA %", "AssA %", "IDSW",
            "IDSW/100f/track", "recall %", "precision %"]
 
 
