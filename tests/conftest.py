@@ -1,6 +1,8 @@
 """Shared fixtures: synthetic data and the tiny model trained on it once per session.
 
-Tests marked ``gpu`` or ``tensorrt`` skip cleanly where CUDA or TensorRT is absent.
+Tests marked ``gpu`` or ``tensorrt`` skip cleanly where CUDA or TensorRT is absent; with
+``EDGEDET_REQUIRE_TENSORRT_TEST=1`` (a TensorRT machine's CI) the ``tensorrt`` tests and ``need_cuda_binding`` fail
+instead of skipping, so a broken TensorRT or CUDA install cannot pass as "skipped".
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def assert_runs_in_openvino(path, images) -> dict:
     return out
 
 
+def tensorrt_required() -> bool:
+    """``EDGEDET_REQUIRE_TENSORRT_TEST=1``: a missing TensorRT, CUDA binding or device fails the tests that need them."""
+    return os.environ.get("EDGEDET_REQUIRE_TENSORRT_TEST") == "1"
+
+
 def _has_cuda() -> bool:
     try:
         import torch
@@ -70,8 +77,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
-        if "tensorrt" in item.keywords and not has_trt:
+        if "tensorrt" in item.keywords and not has_trt and not tensorrt_required():
             item.add_marker(skip_trt)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "tensorrt" in item.keywords and tensorrt_required() and importlib.util.find_spec("tensorrt") is None:
+        pytest.fail("EDGEDET_REQUIRE_TENSORRT_TEST=1 but TensorRT is not installed (pip install -e .[tensorrt])",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -111,13 +124,16 @@ def tiny_checkpoint(trained_tiny) -> Path:
 
 @pytest.fixture
 def need_cuda_binding():
-    """TensorRT tests also need a usable CUDA binding (cuda-python or pycuda) and a device."""
+    """TensorRT tests also need a usable CUDA binding (cuda-python or pycuda) and a device; without them they skip,
+    or fail under EDGEDET_REQUIRE_TENSORRT_TEST=1."""
     from edgedet.errors import BackendError
     from edgedet.runtime.cuda import load_cuda
 
     try:
         load_cuda(0).release()
     except BackendError as e:
+        if tensorrt_required():
+            pytest.fail(f"EDGEDET_REQUIRE_TENSORRT_TEST=1 but {e}", pytrace=False)
         pytest.skip(str(e))
 
 

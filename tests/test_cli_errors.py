@@ -45,9 +45,13 @@ def test_corrupt_checkpoint(bad_files, synth):
 
 
 def test_offline_weights_download_names_the_way_out(synth, tmp_path):
-    """An empty torch hub cache (not the machine's, which may hold the weights) and no network."""
+    """An empty torch hub cache (not the machine's, which may hold the weights) and no network: the download goes
+    through a proxy on a closed loopback port, so it fails whether or not this machine is online."""
+    dead_proxy = "http://127.0.0.1:9"  # the discard port, closed: connection refused at once
     proc = run_edgedet("predict", "--model", "ssdlite320", "--weights", "default", "--images", str(synth.images_dir),
-                       env={"TORCH_HOME": str(tmp_path / "torch_home")})
+                       env={"TORCH_HOME": str(tmp_path / "torch_home"), "HTTPS_PROXY": dead_proxy,
+                            "https_proxy": dead_proxy, "HTTP_PROXY": dead_proxy, "http_proxy": dead_proxy,
+                            "NO_PROXY": "", "no_proxy": ""})
     assert_one_line_error(proc, "--weights FILE", "--weights none")
 
 

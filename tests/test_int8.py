@@ -153,12 +153,22 @@ def test_bench_says_when_int8_is_slower_than_its_fp32_twin(int8_export, monkeypa
         assert notes == [], err
 
 
-def test_auto_backend_runs_int8_on_openvino_without_a_gpu(int8_export):
+def test_auto_backend_runs_int8_on_openvino_without_a_gpu(int8_export, monkeypatch):
+    import onnxruntime as ort
+
     from edgedet.runtime import Detector
     from edgedet.runtime.detector import auto_onnx_backend
 
-    # dev installs OpenVINO and this machine's ONNX Runtime has no GPU provider
+    # dev installs OpenVINO; a GPU provider in this ONNX Runtime keeps INT8 on it (checked), and without one
+    # (the providers list ONNX Runtime reports here, filtered) INT8 goes to OpenVINO
+    gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers())
+    assert Detector(int8_export.artifacts["int8"]).backend == ("onnxruntime" if gpu else "openvino")
+    cpu_only = [p for p in ort.get_available_providers() if p not in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: cpu_only)
     assert Detector(int8_export.artifacts["int8"]).backend == "openvino"
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [*cpu_only, "CUDAExecutionProvider"])
+    assert auto_onnx_backend(precision="int8") == "onnxruntime"
+    monkeypatch.setattr(ort, "get_available_providers", lambda: cpu_only)
     assert Detector(int8_export.artifacts["fp32"]).backend == "onnxruntime"  # FP32: a draw, measured
     assert Detector(int8_export.artifacts["int8"], providers=["CPUExecutionProvider"]).backend == "onnxruntime"
     assert auto_onnx_backend(kind="cuda", precision="int8") == "onnxruntime"

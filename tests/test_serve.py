@@ -26,6 +26,15 @@ from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.runtime import Detector
 
+HAS_SERVER = importlib.util.find_spec("pytriton") is not None
+if os.environ.get("EDGEDET_REQUIRE_TRITON_TEST") == "1":  # checked before any skip: required means fail, never skip
+    try:
+        import tritonclient.grpc  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(f"EDGEDET_REQUIRE_TRITON_TEST=1 but tritonclient[http,grpc] cannot be imported ({e}): "
+                           "pip install -e .[dev]") from e
+    if not HAS_SERVER:
+        raise RuntimeError("EDGEDET_REQUIRE_TRITON_TEST=1 but tritonserver is absent: pip install --no-deps nvidia-pytriton==0.5.14")
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[http,grpc] (the dev extra) is not installed")
 
 from edgedet.runtime.triton.config import parse  # noqa: E402
@@ -34,9 +43,6 @@ from edgedet.runtime.triton.repository import write_repository  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from serve_load import encode, memory_growth, run_load  # noqa: E402
 
-HAS_SERVER = importlib.util.find_spec("pytriton") is not None
-if not HAS_SERVER and os.environ.get("EDGEDET_REQUIRE_TRITON_TEST") == "1":
-    raise RuntimeError("EDGEDET_REQUIRE_TRITON_TEST=1 but tritonserver is absent: pip install --no-deps nvidia-pytriton==0.5.14")
 needs_server = pytest.mark.skipif(not HAS_SERVER, reason="pip install --no-deps nvidia-pytriton==0.5.14")
 
 
