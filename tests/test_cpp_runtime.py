@@ -377,8 +377,30 @@ def test_example_builds_against_the_installed_package(cpp_build, assets, tmp_pat
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     proc = _run([build / "detect", assets / "good.onnx", assets / "image.png", tmp_path / "out.jpg"])
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) > 0 and (tmp_path / "out.jpg").is_file()
+    assert (tmp_path / "out.jpg").is_file()
+    # what it prints is what the Python Detector finds on the same image with the same export
+    printed = _example_detections(proc.stdout)
+    from edgedet.data.imageio import read_image
+
+    det = Detector(assets / "good.onnx", backend="openvino")
+    want = det(read_image(assets / "image.png")).filter(SCORE)
+    assert len(want) > 0, "the fixture finds nothing on the image: nothing compared"
+    assert [name for name, _, _ in printed] == [det.class_names[int(l)] for l in want.labels], (printed, want)
+    for (_, score, box), s, b in zip(printed, want.scores, want.boxes):
+        assert abs(score - float(s)) <= 1e-4 and np.abs(box - np.asarray(b, np.float64)).max() <= 0.5, (score, box, s, b)
     assert (CPP / "examples" / "detect.cpp").read_text().count("\n") <= 40
+
+
+def _example_detections(stdout: str) -> list[tuple[str, float, np.ndarray]]:
+    """The lines examples/detect.cpp prints, ``NAME SCORE [X1, Y1, X2, Y2]``, parsed (every line must parse)."""
+    import re
+
+    rows = []
+    for line in stdout.splitlines():
+        m = re.fullmatch(r"(.+) (\S+) \[(\S+), (\S+), (\S+), (\S+)\]", line.strip())
+        assert m, f"not a detection line: {line!r}"
+        rows.append((m[1], float(m[2]), np.array([float(v) for v in m.groups()[2:]])))
+    return rows
 
 
 # --- the DeepStream nvinfer parser (runtime/cpp/src/nvinfer_parse.cpp) ------------------------------------------
