@@ -164,6 +164,10 @@ def main() -> None:
     ap.add_argument("--engine", help="an edgedet export (.onnx/.plan): also track its own detections")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--track-thresh", type=float, default=0.5, help="ByteTracker: high/low score split")
+    ap.add_argument("--low-thresh", type=float, default=0.1, help="ByteTracker: lowest score associated")
+    ap.add_argument("--new-track-thresh", type=float, default=0.6, help="ByteTracker: lowest score starting a track")
+    ap.add_argument("--class-agnostic", action="store_true", help="ByteTracker: associate across class labels")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table instead of a rich one")
     args = ap.parse_args()
 
@@ -172,20 +176,26 @@ def main() -> None:
         from edgedet.runtime import Detector
 
         detector = Detector(args.engine, backend=args.backend, threads=args.threads)
+    def tracker() -> ByteTracker:
+        return ByteTracker(track_thresh=args.track_thresh, low_thresh=args.low_thresh,
+                           new_track_thresh=args.new_track_thresh, class_agnostic=args.class_agnostic)
+
     gt_seqs, det_seqs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             video = write_video(Path(tmp) / f"seed{seed}.mp4", frames=args.frames, size=tuple(args.size), seed=seed)
             gt = read_video_gt(video_gt_path(video))
-            gt_seqs.append(track_gt(gt, ByteTracker(), np.random.default_rng(seed), args.noise, args.drop, str(seed)))
+            gt_seqs.append(track_gt(gt, tracker(), np.random.default_rng(seed), args.noise, args.drop, str(seed)))
             if detector is not None:
-                det_seqs.append(track_detector(video, gt, ByteTracker(), detector, str(seed)))
+                det_seqs.append(track_detector(video, gt, tracker(), detector, str(seed)))
     rows = rows_for(f"gt + {args.noise:g} noise" + (f", {args.drop:g} dropped" if args.drop else ""), gt_seqs)
     if detector is not None:
         rows += rows_for(f"detector {Path(args.engine).name} ({detector.backend})", det_seqs)
 
     title = (f"ByteTracker on synthetic moving shapes: {len(args.seeds)} videos x {args.frames} frames "
-             f"{args.size[0]}x{args.size[1]}, one same-class crossing per 60 frames")
+             f"{args.size[0]}x{args.size[1]}, one same-class crossing per 60 frames; ByteTracker thresholds "
+             f"{args.low_thresh:g}/{args.track_thresh:g}/{args.new_track_thresh:g} (low/high/new)"
+             + (", class-agnostic" if args.class_agnostic else ", per class"))
     if args.markdown:
         print(f"**{title}**\n")
         print("| " + " | ".join(COLUMNS) + " |")

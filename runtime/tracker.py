@@ -14,7 +14,8 @@ edgedet's runtime must stay torch-free and installable on a Jetson with pip alon
 
 Differences from the reference (deliberate):
 - detections and tracks associate only within one class label (a large cost across labels), since edgedet's
-  detectors are multi-class;
+  detectors are multi-class; ``class_agnostic=True`` associates across labels instead (the reference's
+  behaviour, for detectors whose label flickers), after cross-class suppression of repeated boxes;
 - a track id is given when a track is confirmed (matched on two consecutive frames, or born on the first frame),
   not when a candidate is created, so ids are consecutive (1, 2, 3, ...) without the gaps left by one-frame
   false positives;
@@ -158,14 +159,34 @@ def _assign(cost: np.ndarray, limit: float) -> tuple[list[tuple[int, int]], list
     return matches, [r for r in range(n) if r not in matched_r], [k for k in range(m) if k not in matched_c]
 
 
-def _cost(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """1 - IoU between tracks (predicted boxes) and detections; ``_BIG`` across class labels."""
+def _cost(tracks: list[_Track], boxes: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """1 - IoU between tracks (predicted boxes) and detections; ``_BIG`` across class labels (None: no labels)."""
     if not tracks or len(boxes) == 0:
         return np.zeros((len(tracks), len(boxes)))
     cost = 1.0 - box_iou(_predicted_boxes(tracks), boxes)
-    tlabels = np.array([t.label for t in tracks])
-    cost[tlabels[:, None] != labels[None, :]] = _BIG
+    if labels is not None:
+        tlabels = np.array([t.label for t in tracks])
+        cost[tlabels[:, None] != labels[None, :]] = _BIG
     return cost
+
+
+def _at(labels: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
+    return None if labels is None else labels[index]
+
+
+def _suppress_across_classes(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                             iou_thresh: float = 0.7) -> np.ndarray:
+    """Indices kept after greedy NMS between *different* labels: one box per object when a detector (per-class
+    NMS) reports the same object under two labels. Same-label overlaps survived the detector's own NMS, so they
+    are distinct objects (two shapes crossing) and stay."""
+    order = np.argsort(-scores, kind="stable")
+    iou = box_iou(boxes[order], boxes[order])
+    other = labels[order][:, None] != labels[order][None, :]
+    keep = np.ones(len(order), bool)
+    for i in range(len(order)):
+        if keep[i]:
+            keep[i + 1:] &= ~((iou[i, i + 1:] >= iou_thresh) & other[i, i + 1:])
+    return np.sort(order[keep])
 
 
 class ByteTracker:
@@ -176,13 +197,18 @@ class ByteTracker:
     ``new_track_thresh``: an unmatched high detection starts a track only if it scores at least this;
     ``match_thresh``: first association rejects pairs with 1 - IoU above this (second association: 0.5,
     unconfirmed tracks: 0.7, as in the reference);
-    ``track_buffer``: frames a lost track is kept for re-identification at 30 FPS, scaled by ``frame_rate / 30``.
+    ``track_buffer``: frames a lost track is kept for re-identification at 30 FPS, scaled by ``frame_rate / 30``;
+    ``class_agnostic``: False (default) associates only detections and tracks of one label; True associates
+    across labels (for detectors whose label flickers between similar classes, where per-class tracks break
+    at every flip), after suppressing boxes that repeat one object under another label (IoU >= 0.7). Output
+    labels are always the matched detection's.
 
     One instance per stream: ids start at 1 for each instance.
     """
 
     def __init__(self, *, frame_rate: float = 30.0, track_thresh: float = 0.5, low_thresh: float = 0.1,
-                 new_track_thresh: float = 0.6, match_thresh: float = 0.8, track_buffer: int = 30) -> None:
+                 new_track_thresh: float = 0.6, match_thresh: float = 0.8, track_buffer: int = 30,
+                 class_agnostic: bool = False) -> None:
         if not 0.0 <= low_thresh <= track_thresh:
             raise ValueError(f"need 0 <= low_thresh <= track_thresh, got {low_thresh}, {track_thresh}")
         if frame_rate <= 0:
@@ -193,6 +219,7 @@ class ByteTracker:
         self.match_thresh = float(match_thresh)
         self.frame_rate = float(frame_rate)
         self.track_buffer = int(track_buffer)
+        self.class_agnostic = bool(class_agnostic)
         self.max_time_lost = max(1, int(round(self.frame_rate / 30.0 * self.track_buffer)))
         self._kf = KalmanBoxFilter()
         self.reset()
@@ -220,25 +247,25 @@ class ByteTracker:
             self._confirm(t)
         return t
 
-    def _update(self, tracks: list[_Track], boxes: np.ndarray, scores: np.ndarray) -> None:
+    def _update(self, tracks: list[_Track], boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
         """Tracks matched in this frame: Kalman-correct them with their detections (one batched step)."""
         if not tracks:
             return
         means, covs = self._kf.update(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]),
                                       _xyxy_to_xyah(boxes))
-        for t, m, c, box, score in zip(tracks, means, covs, boxes, scores):
+        for t, m, c, box, score, label in zip(tracks, means, covs, boxes, scores, labels):
             t.mean, t.cov = m, c
-            t.box, t.score = box, float(score)
+            t.box, t.score, t.label = box, float(score), int(label)
             t.state = _TRACKED
             t.end_frame = self.frame_id
             self._confirm(t)
 
     def _update_matched(self, tracks: list[_Track], det_index: np.ndarray, pairs: list[tuple[int, int]],
-                        boxes: np.ndarray, scores: np.ndarray) -> list[_Track]:
+                        boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> list[_Track]:
         """Apply an association's ``(track, detection)`` pairs; ``det_index`` maps its columns to rows of the frame."""
         matched = [tracks[ti] for ti, _ in pairs]
         rows = det_index[[di for _, di in pairs]] if pairs else np.zeros(0, np.int64)
-        self._update(matched, boxes[rows], scores[rows])
+        self._update(matched, boxes[rows], scores[rows], labels[rows])
         return matched
 
     def _predict(self, tracks: list[_Track]) -> None:
@@ -263,6 +290,10 @@ class ByteTracker:
         boxes = np.asarray(det.boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(det.scores, np.float64).reshape(-1)
         labels = np.asarray(det.labels, np.int64).reshape(-1)
+        if self.class_agnostic and len(boxes) > 1:
+            keep = _suppress_across_classes(boxes, scores, labels)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        match_labels = None if self.class_agnostic else labels
         high = np.flatnonzero(scores >= self.track_thresh)
         low = np.flatnonzero((scores >= self.low_thresh) & (scores < self.track_thresh))
 
@@ -273,20 +304,20 @@ class ByteTracker:
         matched: list[_Track] = []
 
         # 1) high-score detections with every confirmed track, tracked or lost
-        pairs, u_pool, u_high = _assign(_cost(pool, boxes[high], labels[high]), self.match_thresh)
-        matched += self._update_matched(pool, high, pairs, boxes, scores)
+        pairs, u_pool, u_high = _assign(_cost(pool, boxes[high], _at(match_labels, high)), self.match_thresh)
+        matched += self._update_matched(pool, high, pairs, boxes, scores, labels)
 
         # 2) low-score detections with the tracks still tracked (a lost track needs a confident detection)
         remaining = [pool[i] for i in u_pool if pool[i].state == _TRACKED]
-        pairs, u_rem, _ = _assign(_cost(remaining, boxes[low], labels[low]), 0.5)
-        matched += self._update_matched(remaining, low, pairs, boxes, scores)
+        pairs, u_rem, _ = _assign(_cost(remaining, boxes[low], _at(match_labels, low)), 0.5)
+        matched += self._update_matched(remaining, low, pairs, boxes, scores, labels)
         for i in u_rem:
             remaining[i].state = _LOST
 
         # 3) unconfirmed tracks (born last frame) with the high detections left; unmatched ones die
         left = high[u_high]
-        pairs, u_unc, u_left = _assign(_cost(unconfirmed, boxes[left], labels[left]), 0.7)
-        matched += self._update_matched(unconfirmed, left, pairs, boxes, scores)
+        pairs, u_unc, u_left = _assign(_cost(unconfirmed, boxes[left], _at(match_labels, left)), 0.7)
+        matched += self._update_matched(unconfirmed, left, pairs, boxes, scores, labels)
         for i in u_unc:
             unconfirmed[i].state = _REMOVED
 
@@ -320,7 +351,7 @@ class ByteTracker:
         if not self._tracked or not self._lost:
             return
         cost = _cost(self._tracked, _predicted_boxes(self._lost),
-                     np.array([t.label for t in self._lost]))
+                     None if self.class_agnostic else np.array([t.label for t in self._lost]))
         drop_tracked, drop_lost = set(), set()
         for i, j in zip(*np.nonzero(cost < 0.15)):
             a, b = self._tracked[i], self._lost[j]

@@ -94,11 +94,12 @@ def test_synthetic_gt_has_a_crossing_same_class_pair_and_is_deterministic(crossi
     assert video_gt_path(other).read_text() != video_gt_path(crossing_video).read_text()
 
 
-def test_ids_survive_crossing_objects_of_one_class(crossing_video):
+@pytest.mark.parametrize("class_agnostic", [False, True])
+def test_ids_survive_crossing_objects_of_one_class(crossing_video, class_agnostic):
     gt = read_video_gt(video_gt_path(crossing_video))
     pair = np.unique(gt[:, 1]).astype(int)[-2:]
     rng = np.random.default_rng(0)
-    tr = ByteTracker()
+    tr = ByteTracker(class_agnostic=class_agnostic)
     assigned: dict[int, set[int]] = {int(k): set() for k in pair}
     for gids, boxes, labels in _gt_frames(gt):
         noisy = _noisy(rng, boxes)
@@ -162,6 +163,22 @@ def test_labels_never_mix():
     assert out.track_ids.tolist() == [2] and out.labels.tolist() == [1]
 
 
+def test_class_agnostic_keeps_an_id_through_label_flips_and_merges_repeated_boxes():
+    """A weak detector's label flickers (circle, square, circle...) and per-class NMS reports one object twice."""
+    per_class, agnostic = ByteTracker(), ByteTracker(class_agnostic=True)
+    ids_pc, ids_ag = set(), set()
+    for f in range(30):
+        box = _box(40 + 3 * f, 80)
+        label = (f // 5) % 2
+        det = _det([box, [v + 1 for v in box]], [0.9, 0.7], [label, 1 - label])  # the same object under both labels
+        out = agnostic.update(det)
+        assert len(out) == 1 and out.labels[0] == label  # one track, the matched detection's label
+        ids_ag.add(int(out.track_ids[0]))
+        ids_pc.update(per_class.update(_det([box], [0.9], [label])).track_ids.tolist())
+    assert ids_ag == {1}
+    assert len(ids_pc) > 1  # per class, every flip breaks the track
+
+
 def test_ids_are_per_instance_and_reset_restarts_them():
     a, b = ByteTracker(), ByteTracker()
     for f in range(5):
@@ -187,14 +204,14 @@ def test_empty_frames():
     assert len(out) == 0
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mot_metrics_on_synthetic_video_gt(tmp_path, seed):
+@pytest.mark.parametrize("seed, class_agnostic", [(0, False), (1, False), (2, False), (0, True)])
+def test_mot_metrics_on_synthetic_video_gt(tmp_path, seed, class_agnostic):
     """The issue's goal with ground-truth boxes: IDF1 >= 0.9, <= 1 ID switch per 100 frames per track."""
     mm = pytest.importorskip("motmetrics", reason="py-motmetrics (the dev extra) is not installed")
     video = write_video(tmp_path / "v.mp4", frames=300, size=(320, 240), seed=seed)
     gt = read_video_gt(video_gt_path(video))
     rng = np.random.default_rng(seed)
-    tr = ByteTracker()
+    tr = ByteTracker(class_agnostic=class_agnostic)
     acc = mm.MOTAccumulator(auto_id=True)
     for gids, boxes, labels in _gt_frames(gt):
         out = tr.update(_det(_noisy(rng, boxes), rng.uniform(0.5, 0.95, len(boxes)), labels))
