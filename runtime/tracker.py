@@ -6,7 +6,8 @@ it costs about 1 ms a frame on one CPU core (median 0.7 ms at 5 objects, 1.6 ms 
 box), and its two-stage association is what keeps ids through occlusions and crossings: detections are first
 split by score; the confident ones are matched to every live track (tracked or recently lost) by box overlap,
 then the *low-score* ones (often the same object, half hidden or blurred, that a plain score threshold would
-throw away) are matched to the tracks still left, so a track survives a dip in confidence instead of dying and coming back under a new id.
+throw away) are matched to the tracks still left, so a track survives a dip in confidence instead of dying
+and coming back under a new id.
 
 Written here over numpy and ``scipy.optimize.linear_sum_assignment`` rather than taken from a package: the
 reference implementation and its PyPI forks pull in torch, ``lap``/``cython_bbox`` builds or YOLOX code, and
