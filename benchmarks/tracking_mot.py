@@ -60,7 +60,8 @@ def gt_per_frame(gt: np.ndarray):
         yield r[:, 1].astype(np.int64), boxes, (r[:, 7] - 1).astype(np.int64)
 
 
-def track_gt(gt: np.ndarray, tracker: ByteTracker, rng: np.random.Generator, noise: float, drop: float, name: str) -> Sequence:
+def track_gt(gt: np.ndarray, tracker: ByteTracker, rng: np.random.Generator, noise: float, drop: float,
+             name: str) -> Sequence:
     seq = Sequence(name)
     for gids, boxes, labels in gt_per_frame(gt):
         wh = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, 1)
@@ -150,8 +151,8 @@ def rows_for(label: str, seqs: list[Sequence]) -> list[list[str]]:
     return rows
 
 
-COLUMNS = ["boxes", "seed", "frames", "tracks", "input recall %", "MOTA %", "IDF1 %", "HOTA %", "DetA %", "AssA %", "IDSW",
-           "IDSW/100f/track", "recall %", "precision %"]
+COLUMNS = ["boxes", "seed", "frames", "tracks", "input recall %", "MOTA %", "IDF1 %", "HOTA %", "DetA %", "AssA %",
+           "IDSW", "IDSW/100f/track", "recall %", "precision %"]
 
 
 def main() -> None:
