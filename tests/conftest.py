@@ -69,7 +69,17 @@ def _has_cuda() -> bool:
         return False
 
 
+#: Session fixtures that train or export a model (minutes on 2 cores before the first test that needs them can
+#: run): every test that uses one is marked ``slow``, so ``pytest -m "not slow"`` (the fast subset) never builds them.
+SLOW_FIXTURES = frozenset({"trained_tiny", "tiny_checkpoint", "fixture_exports", "fasterrcnn_checkpoint",
+                           "iou_checkpoint"})  # test_iou_net's IoU-head Faster R-CNN, trained (about 10 min)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     skip_trt = pytest.mark.skip(reason="needs TensorRT")
     has_cuda = _has_cuda()

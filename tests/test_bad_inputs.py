@@ -370,6 +370,7 @@ def test_N28_cuda_device_for_an_onnx_engine_without_a_gpu_provider(export_dir, t
     assert_one_line_error(proc, device, "no CUDA provider", "--device cpu")
 
 
+@pytest.mark.slow
 def test_N29_batch_of_one_through_batch_norm_on_a_1x1_map(synth, tmp_path):
     proc = run_edgedet("train", "--model", "ssdlite320", "--weights", "none", "--data", str(synth.train_json),
                        "--images", str(synth.images_dir), "--epochs", "1", "--batch", "1", "--device", "cpu",
@@ -395,6 +396,7 @@ def _fill(disk: Path, leave: int) -> None:
     (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
 
 
+@pytest.mark.slow
 def test_39_a_disk_that_fills_up_leaves_no_truncated_file(small_disk, synth):
     """Bad input 39 on a real full disk: synth left a truncated JPEG under its final name; train ended in torch's
     'unexpected pos' traceback. Now one line each, and every file under a final name is whole."""

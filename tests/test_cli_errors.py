@@ -79,6 +79,7 @@ def test_doctor_json():
         assert key in report
 
 
+@pytest.mark.slow
 def test_export_proposal_count_is_faster_rcnn_only(tmp_path):
     proc = run_edgedet("export", "--model", "ssdlite_tiny", "--weights", "none", "--rpn-post-nms-top-n", "50",
                        "-o", str(tmp_path))

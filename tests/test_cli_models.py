@@ -29,6 +29,7 @@ def _rows(out: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_ssd_table_without_flops(capsys):
     assert main(["models", "ssd*", "--no-flops"]) == 0
     out, err = capsys.readouterr()

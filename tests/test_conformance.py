@@ -68,6 +68,7 @@ def test_input_is_cast_before_anything_reads_it(exports):
         assert readers[0].attribute[0].i == TensorProto.FLOAT
 
 
+@pytest.mark.slow
 def test_fasterrcnn_export_passes_too(tmp_path):
     res = export_model(ExportOptions(model="fasterrcnn_mobilenet_v3_large_320_fpn", imgsz=(160, 160), out_dir=str(tmp_path)))
     model = onnx.load(str(res.artifacts["fp32"]))
@@ -225,6 +226,7 @@ def test_targets_from_versions_and_metadata():
 # --- export, build and the CLI --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_export_refuses_a_failing_graph_and_writes_nothing(tmp_path, monkeypatch):
     import edgedet.export.conformance as conformance
 

@@ -46,7 +46,8 @@ def _missing_toolchain() -> str | None:
 _MISSING = _missing_toolchain()
 if _MISSING and os.environ.get("EDGEDET_REQUIRE_CPP_TEST") == "1":
     raise RuntimeError(f"EDGEDET_REQUIRE_CPP_TEST=1 but the C++ toolchain is incomplete: {_MISSING}")
-pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"C++ toolchain: {_MISSING}")
+pytestmark = [pytest.mark.skipif(_MISSING is not None, reason=f"C++ toolchain: {_MISSING}"),
+              pytest.mark.slow]  # a CMake build of the runtime first
 
 
 def _cmake(build: Path) -> None:

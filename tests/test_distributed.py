@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import run_edgedet
+
+pytestmark = pytest.mark.slow  # two training processes
 
 
 def test_two_processes_write_one_run_and_report_once(synth, tmp_path):

@@ -23,6 +23,8 @@ from edgedet.errors import ModelError
 from edgedet.export.fasterrcnn import TENSORRT_TOPK_LIMIT, FasterRCNNDeploy
 from edgedet.models import create_model, list_models
 
+pytestmark = pytest.mark.slow  # every test first calibrates a random-init Faster R-CNN
+
 CLASSES = ["a", "b", "c"]
 OUTPUT_NAMES = ["cand_boxes", "cand_scores", "cand_labels"]
 

@@ -151,6 +151,7 @@ def ssdlite320_calibrated(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["ssdlite320", "ssd300"])
 @pytest.mark.parametrize("flavour", ["onnx", "efficient"])
 def test_every_ssd_zoo_model_exports(model, flavour, tmp_path, request):

@@ -14,6 +14,7 @@ from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.models import list_models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", ["onnx", "efficient"])
 @pytest.mark.parametrize("model", list_models("fasterrcnn_*"))
 def test_fasterrcnn_exports_with_parity(model, flavour, tmp_path):

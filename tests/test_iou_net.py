@@ -238,6 +238,7 @@ def test_bad_iou_options_are_one_line_errors(opts, fragment):
         create_model("fasterrcnn_tiny", weights="none", classes=["a"], **opts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool, agnostic, loss", [("roialign", False, "bce"), ("prroi", True, "smoothl1")])
 def test_the_iou_head_trains_and_predicts(pool, agnostic, loss):
     torch.manual_seed(0)

@@ -82,6 +82,7 @@ def offline(monkeypatch, tmp_path):
 # --- every zoo member --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_model_infers_and_trains_one_step(name, no_network):
     torch.manual_seed(0)
@@ -214,6 +215,7 @@ def test_rpn_score_thresh_reaches_fasterrcnn_and_unset_keeps_defaults():
     assert create_model("fasterrcnn_squeezenet1_1", classes=CLASSES).rpn.score_thresh == 0.0
 
 
+@pytest.mark.slow
 def test_unset_options_keep_builder_defaults():
     tiny = create_model("ssdlite_tiny", classes=CLASSES)
     assert (tiny.score_thresh, tiny.detections_per_img, tiny.topk_candidates) == (0.01, 100, 100)
@@ -332,6 +334,7 @@ def test_unreadable_cached_weights_name_the_file(offline, tmp_path):
 # --- checkpoints -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(tmp_path, no_network):
     torch.manual_seed(3)
     src = create_model("ssdlite_tiny", classes=CLASSES, width_mult=0.25)

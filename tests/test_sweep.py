@@ -9,6 +9,8 @@ import pytest
 from conftest import run_edgedet
 from test_cli_errors import assert_one_line_error
 
+pytestmark = pytest.mark.slow  # a random Faster R-CNN swept at every threshold, or the trained fixture
+
 
 def _sweep(out, weights, synth, *extra):
     proc = run_edgedet("sweep", "--weights", str(weights), "--data", str(synth.val_json), "--images",

@@ -18,7 +18,7 @@ from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.export.parity import compare, engine_detections, verify_images
 
-pytestmark = pytest.mark.tensorrt
+pytestmark = [pytest.mark.tensorrt, pytest.mark.slow]
 
 #: Box agreement of a TensorRT plan with ONNX Runtime on the same ONNX (same label, IoU >= 0.9).
 AGREEMENT = {"fp32": 0.99, "fp16": 0.97, "int8": 0.97}

@@ -8,6 +8,8 @@ import torch
 
 from conftest import FIXTURE_MIN_AP50, run_edgedet
 
+pytestmark = pytest.mark.slow  # training: the fixture, the demo, a run to a target AP50
+
 
 
 
