@@ -9,6 +9,7 @@ request the server refuses (an image it cannot decode) is an error at once.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Callable, Sequence, Union
 
@@ -46,8 +47,9 @@ class ServedDetector:
         except (ImportError, RuntimeError) as e:
             raise BackendError(f"tritonclient is not installed ({e}); {INSTALL_HINT}") from None
         self._tc = tc
-        kwargs = {"network_timeout": timeout_s, "connection_timeout": timeout_s} if self.protocol == "http" else {}
-        self._client = tc.InferenceServerClient(self.address, **kwargs)
+        self._local = threading.local()
+        self._clients: list = []
+        self._lock = threading.Lock()
         config = self._call(lambda: self._model_config())
         inputs = [i["name"] for i in config.get("input", [])]
         if inputs != ["image"]:
@@ -56,6 +58,18 @@ class ServedDetector:
         self.metadata: dict = json.loads(config["parameters"]["edgedet_metadata"]["string_value"])
         self.class_names: list[str] = list(self.metadata["classes"])
         self.backend = f"triton {self.protocol}"
+
+    @property
+    def _client(self):
+        """This thread's client: tritonclient.http runs on gevent, whose clients work only on the thread that made
+        them (``run`` calls the detector from its inference thread)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            kwargs = {"network_timeout": self.timeout_s, "connection_timeout": self.timeout_s} if self.protocol == "http" else {}
+            client = self._local.client = self._tc.InferenceServerClient(self.address, **kwargs)
+            with self._lock:
+                self._clients.append(client)
+        return client
 
     def _model_config(self) -> dict:
         if self.protocol == "grpc":
@@ -107,7 +121,10 @@ class ServedDetector:
         return {n: result.as_numpy(n) for n in names}
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
 
 def _message(e: BaseException) -> str:
