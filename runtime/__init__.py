@@ -6,7 +6,7 @@ TensorRT); names load on first use so ``import edgedet.runtime`` stays fast.
 
 from typing import Any
 
-__all__ = ["Detector", "Detections"]
+__all__ = ["Detector", "Detections", "StreamPipeline", "FrameResult", "ByteTracker"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +18,12 @@ def __getattr__(name: str) -> Any:
         from edgedet.runtime.detections import Detections
 
         return Detections
+    if name in ("StreamPipeline", "FrameResult"):
+        from edgedet.runtime import streams
+
+        return getattr(streams, name)
+    if name == "ByteTracker":
+        from edgedet.runtime.tracker import ByteTracker
+
+        return ByteTracker
     raise AttributeError(name)

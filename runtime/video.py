@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,32 +66,59 @@ def open_capture(source: Source) -> cv2.VideoCapture:
     return cap
 
 
-class FrameReader:
-    """Iterate RGB frames decoded on a background thread; ``stop()`` ends it early."""
+@dataclass
+class Frame:
+    """One decoded frame of one stream, with what the outputs and the latency figures need."""
 
-    def __init__(self, source: Source, *, queue_size: int = 4) -> None:
+    stream: int  # the stream's position among the run's sources
+    index: int  # 0-based, per stream: a file's frame number
+    timestamp: float  # seconds into the file (files), or the wall clock at capture, seconds since the epoch (live)
+    captured: float  # time.perf_counter() when decoded: capture-to-output latency starts here
+    image: np.ndarray  # RGB
+
+
+class FrameReader:
+    """Decode one source on a background thread into a small queue.
+
+    Files deliver every frame in order (the reader waits when the queue is full); live sources keep only the
+    newest frame (the queue holds one, the older one is dropped), so latency does not build up when inference
+    is slower than the camera. ``poll()`` takes what is ready without waiting; iterating waits; ``stop()`` ends
+    it early. ``notify`` is set whenever a frame (or the end) arrives, so one consumer can wait on many readers.
+    """
+
+    def __init__(self, source: Source, *, stream: int = 0, queue_size: int = 4,
+                 notify: threading.Event | None = None) -> None:
         self.source = source
+        self.stream = stream
         self.cap = open_capture(source)
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
-        self.frames: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.frames: queue.Queue = queue.Queue(maxsize=1 if source.live else queue_size)
         self.error: str | None = None
+        self.finished = False  # the end was taken from the queue
+        self._notify = notify
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="edgedet-capture", daemon=True)
+        self._thread = threading.Thread(target=self._read, name=f"edgedet-capture-{stream}", daemon=True)
         self._thread.start()
 
     def _put(self, item: Any) -> None:
         while not self._stop.is_set():
             try:
-                self.frames.put(item, timeout=0.1)
-                return
+                if self.source.live:  # never wait: a reader that waits leaves the frames in the socket, late
+                    self.frames.put_nowait(item)
+                else:
+                    self.frames.put(item, timeout=0.1)
+                break
             except queue.Full:
                 if self.source.live:  # live: drop the oldest frame rather than fall behind
                     try:
                         self.frames.get_nowait()
                     except queue.Empty:
                         pass
+        if self._notify is not None:
+            self._notify.set()
 
     def _read(self) -> None:
+        index = 0
         try:
             while not self._stop.is_set():
                 ok, frame = self.cap.read()
@@ -98,16 +126,30 @@ class FrameReader:
                     if self.source.live:
                         self.error = f"{self.source.label} stopped delivering frames"
                     break
-                self._put(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                now = time.time() if self.source.live else index / self.fps
+                self._put(Frame(self.stream, index, now, time.perf_counter(), cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+                index += 1
         except cv2.error as e:
             self.error = f"{self.source.label} broke mid-stream: {str(e).strip().splitlines()[-1]}"
         finally:
             self._put(None)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        while True:
+    def poll(self) -> Frame | None:
+        """The next frame if one is ready, else None; after the end, ``finished`` is True."""
+        if self.finished:
+            return None
+        try:
+            frame = self.frames.get_nowait()
+        except queue.Empty:
+            return None
+        self.finished = frame is None
+        return frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self.finished:
             frame = self.frames.get()
             if frame is None:
+                self.finished = True
                 return
             yield frame
 

@@ -8,7 +8,8 @@ import pytest
 
 TORCH_FREE = ["edgedet.runtime", "edgedet.runtime.detections", "edgedet.runtime.draw", "edgedet.runtime.detector",
               "edgedet.runtime.onnx_engine", "edgedet.runtime.openvino_engine", "edgedet.runtime.trt_engine",
-              "edgedet.runtime.video", "edgedet.runtime.pipeline", "edgedet.runtime.bench", "edgedet.runtime.plugins",
+              "edgedet.runtime.video", "edgedet.runtime.pipeline", "edgedet.runtime.streams",
+              "edgedet.runtime.tracker", "edgedet.runtime.bench", "edgedet.runtime.plugins", "edgedet.data.mjpeg",
               "edgedet.runtime.metadata", "edgedet.runtime.preprocess", "edgedet.calib.quantize", "edgedet.calib.sources",
               "edgedet.calib.trt_cache", "edgedet.export.conformance", "edgedet.export.trt_builder",
               "edgedet.data", "edgedet.data.synth", "edgedet.errors", "edgedet.fileio",

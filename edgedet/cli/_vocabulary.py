@@ -176,7 +176,7 @@ FLAGS: dict[str, Flag] = _flags(
 )
 
 # Each verb's shared flags, in the order its --help lists them. The README table is built from this.
-_ALLOWED = {"default", "required", "choices", "type", "metavar", "dest", "nargs"}
+_ALLOWED = {"default", "required", "choices", "type", "metavar", "dest", "nargs", "action"}
 
 
 class _DeprecatedAlias(argparse.Action):

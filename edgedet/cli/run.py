@@ -6,19 +6,26 @@ import argparse
 
 from edgedet.cli import _vocabulary as v
 
-HELP = "run an engine on a camera (cam0, csi0), video file, RTSP/HTTP URL or GStreamer pipeline"
+HELP = "run an engine on cameras (cam0, csi0), video files, RTSP/HTTP URLs or GStreamer pipelines, batched, tracked"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     v.add_engine(p, required=False)
     v.add(p, "server")
     v.add(p, "served-model")
-    v.add(p, "video", required=True)
+    v.add(p, "video", required=True, action="append",
+          detail="repeat it for several streams, batched through one engine")
     v.add(p, "score-thresh", default=0.4, detail="shown", deprecated=("--conf",))
-    p.add_argument("--save", metavar="FILE", help="write the annotated video to this file (.mp4)")
+    p.add_argument("--track", action="store_true",
+                   help="give each detection a track id that stays with its object (ByteTrack; ids per stream)")
+    p.add_argument("--save", metavar="DIR|FILE.mp4",
+                   help="a folder: <stream>.mp4 (annotated) and <stream>.jsonl (detections per frame) for each "
+                        "stream; a .mp4 path: that one stream's annotated video")
+    p.add_argument("--jsonl", metavar="FILE",
+                   help="every stream's detections, one JSON line per frame, in one file (- for stdout)")
     v.add(p, "force")
     p.add_argument("--headless", action="store_true", help="never open a window")
-    p.add_argument("--max-frames", type=v.positive_int, metavar="N", help="stop after N frames")
+    p.add_argument("--max-frames", type=v.positive_int, metavar="N", help="stop each stream after N frames")
     p.add_argument("--classes", nargs="+", help="only these class names (or indices)")
 
 
@@ -43,24 +50,31 @@ def run(args: argparse.Namespace) -> int:
 
     from edgedet import log
     from edgedet.errors import EdgedetError
-    from edgedet.runtime.pipeline import run_video
-
     from edgedet.fileio import require_writable
+    from edgedet.runtime.pipeline import output_paths, run_video
 
+    output_paths(args.video, args.save, overwrite=args.force)  # every refusal before the engine loads
     if args.save:
-        if Path(args.save).exists() and not args.force and not Path(args.save).is_dir():
-            raise EdgedetError(f"{args.save} exists; pass --force to overwrite it")
-        require_writable(args.save)
+        require_writable(args.save, folder=not args.save.lower().endswith(".mp4"))
+    if args.jsonl and args.jsonl != "-":
+        require_writable(args.jsonl)
+    if args.jsonl and args.jsonl != "-" and Path(args.jsonl).exists() and not args.force:
+        raise EdgedetError(f"{args.jsonl} exists; pass --force to overwrite it")
     from edgedet.cli.predict import _engine_or_server
 
     if bool(args.engine) == bool(args.server):
         raise EdgedetError("give the engine to run: --engine FILE, or --server URL --served-model NAME")
     det = _engine_or_server(args)
-    stats = run_video(det, args.video, save=args.save, headless=args.headless, conf=args.score_thresh,
-                      max_frames=args.max_frames, classes=_class_filter(args.classes, det.class_names),
-                      overwrite=args.force)
+    stats = run_video(det, args.video, save=args.save, jsonl=args.jsonl, headless=args.headless,
+                      conf=args.score_thresh, max_frames=args.max_frames, track=args.track,
+                      classes=_class_filter(args.classes, det.class_names), overwrite=args.force)
     if stats.frames == 0:
-        raise EdgedetError(f"no frames from {args.video}" + (f": {stats.stopped_by}" if stats.stopped_by != "end" else ""))
+        raise EdgedetError(f"no frames from {', '.join(args.video)}" + (f": {stats.stopped_by}" if stats.stopped_by != "end" else ""))
+    if len(stats.streams) > 1:
+        for s in stats.streams:
+            log.note(f"run: stream {s.name}: {s.frames} frames ({s.fps:.1f} FPS, latency p50 {s.latency(50):.0f} ms "
+                     f"p99 {s.latency(99):.0f} ms), {s.detections} detections; stopped: {s.stopped_by}")
     log.note(f"run: {stats.frames} frames in {stats.seconds:.1f}s ({stats.fps:.1f} FPS, model {stats.model_ms:.1f} ms/frame), "
              f"{stats.detections} detections; stopped: {stats.stopped_by}" + (f"; saved {args.save}" if args.save else ""))
-    return 0 if stats.stopped_by in ("end", "max-frames", "user") else 1
+    ok = ("end", "max-frames", "user", "stopped")
+    return 0 if all(s.stopped_by in ok for s in stats.streams) else 1
