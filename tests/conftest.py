@@ -25,6 +25,21 @@ def run_edgedet(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
                           env={**os.environ, **env} if env else None)
 
 
+def video_frames(path) -> list:
+    """Every frame of a video file, decoded by OpenCV, as RGB arrays."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A CLI run that failed the way a user should see it: exit 1, no traceback, one error line naming
     every fragment."""

@@ -11,6 +11,7 @@ fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -92,6 +94,26 @@ def _xdotool(display: str, *args: str, timeout: float = 30) -> str:
     return proc.stdout
 
 
+@contextlib.contextmanager
+def _edgedet_run(display: str, *args: str) -> Iterator[subprocess.Popen]:
+    """``edgedet run ARGS`` on ``display``; killed on the way out if the test did not end it."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgedet", "run", *args], env=dict(os.environ, DISPLAY=display),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _quit(display: str, window: str, proc: subprocess.Popen) -> str:
+    """Press q in the window; the run's stderr once it has ended."""
+    _xdotool(display, "windowfocus", "--sync", window)
+    _xdotool(display, "key", "--window", window, "q")
+    return proc.communicate(timeout=60)[1]
+
+
 def _locate(screen: np.ndarray, frame: np.ndarray) -> tuple[int, int]:
     """Top-left of ``frame`` inside ``screen`` (both RGB), by normalised cross-correlation."""
     import cv2
@@ -132,11 +154,8 @@ def test_run_shows_a_window_with_the_boxes_and_quits_on_q(display, scene, window
     assert len(det) > 0, "the fixture model detects the scene's objects"
 
     saved = tmp_path / "annotated.mp4"
-    env = dict(os.environ, DISPLAY=display)
-    proc = subprocess.Popen([sys.executable, "-m", "edgedet", "run", "--engine", str(window_engine), "--video",
-                             str(video), "--save", str(saved), "--score-thresh", str(SCORE)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _edgedet_run(display, "--engine", str(window_engine), "--video", str(video), "--save", str(saved),
+                      "--score-thresh", str(SCORE)) as proc:
         window = _xdotool(display, "search", "--sync", "--name", "^edgedet$", timeout=120).split()[0]
         deadline = time.monotonic() + 30
         while True:  # poll the screen until the frame is drawn with its boxes (or the deadline), no fixed sleep
@@ -159,13 +178,7 @@ def test_run_shows_a_window_with_the_boxes_and_quits_on_q(display, scene, window
                     raise
                 time.sleep(0.2)
         assert checked == 4 * len(det) > 0
-        _xdotool(display, "windowfocus", "--sync", window)
-        _xdotool(display, "key", "--window", window, "q")
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = _quit(display, window, proc)
     assert proc.returncode == 0, err
     assert "stopped: user" in err, err
     frames = int(re.search(r"run: (\d+) frames", err).group(1))
@@ -199,11 +212,8 @@ def test_several_streams_are_tiled_in_one_window(display, scene, window_engine, 
     writer.release()
     from PIL import ImageGrab
 
-    env = dict(os.environ, DISPLAY=display)
-    proc = subprocess.Popen([sys.executable, "-m", "edgedet", "run", "--engine", str(window_engine), "--video",
-                             str(video), "--video", str(second), "--score-thresh", "0.99"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _edgedet_run(display, "--engine", str(window_engine), "--video", str(video), "--video", str(second),
+                      "--score-thresh", "0.99") as proc:
         window = _xdotool(display, "search", "--sync", "--name", "^edgedet$", timeout=120).split()[0]
         deadline = time.monotonic() + 30
         while True:  # poll until both tiles are drawn, not a fixed sleep
@@ -215,11 +225,5 @@ def test_several_streams_are_tiled_in_one_window(display, scene, window_engine, 
                 assert time.monotonic() < deadline and proc.poll() is None, "the tiles never showed"
                 time.sleep(0.2)
         assert ya == yb and abs(xb - xa) >= frame.shape[1] - 1, ((xa, ya), (xb, yb))  # side by side
-        _xdotool(display, "windowfocus", "--sync", window)
-        _xdotool(display, "key", "--window", window, "q")
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = _quit(display, window, proc)
     assert proc.returncode == 0 and "stopped: user" in err, err

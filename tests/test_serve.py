@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_edgedet
+from conftest import assert_one_line_error, run_edgedet, video_frames
 from edgedet.errors import BackendError, EdgedetError
 from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
@@ -290,20 +290,7 @@ def _run_note(stderr: str) -> tuple[int, int]:
 def _video_differences(source: Path, a: Path, b: Path) -> tuple[int, int]:
     """Pixels that ``a`` draws over ``source`` (decoded frames, codec noise ignored), and pixels where ``a`` and
     ``b`` differ, over every frame of ``a``; the FPS counter's corner, which differs run to run, is left out."""
-    import cv2
-
-    def frames(path):
-        cap = cv2.VideoCapture(str(path))
-        out = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            out.append(frame.astype(np.int16))
-        cap.release()
-        return out
-
-    src, fa, fb = frames(source), frames(a), frames(b)
+    src, fa, fb = ([f.astype(np.int16) for f in video_frames(p)] for p in (source, a, b))
     assert len(fa) == len(fb) > 0 and len(src) >= len(fa), (len(src), len(fa), len(fb))
     drawn = differ = 0
     for s_, x, y in zip(src, fa, fb):

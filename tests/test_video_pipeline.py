@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_edgedet
+from conftest import assert_one_line_error, run_edgedet, video_frames
 from edgedet.data.mjpeg import MjpegCamera
 
 SCORE = 0.3
@@ -30,18 +30,6 @@ def videos(tmp_path_factory) -> list[Path]:
 
     out = tmp_path_factory.mktemp("streams")
     return [write_video(out / f"{name}.mp4", seed=seed) for name, seed in (("a", 0), ("b", 5), ("c", 9))]
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return out
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -73,7 +61,7 @@ def test_several_streams_every_frame_in_order_with_the_detectors_boxes(fixture_e
         assert [r["frame"] for r in records] == list(range(120)), video.stem
         assert {r["stream"] for r in records} == {video.stem}
         assert _frame_count(out / f"{video.stem}.mp4") == 120
-        for frame, record in zip(_frames(video), records):
+        for frame, record in zip(video_frames(video), records):
             want = det(frame).filter(SCORE)
             got = record["detections"]
             assert [d["class_id"] for d in got] == want.labels.tolist()
@@ -119,7 +107,7 @@ def test_tracking_ids_are_per_stream(fixture_exports, videos, tmp_path):
 
 
 def test_a_live_stream_that_breaks_is_reported_once_and_the_others_go_on(fixture_exports, videos, tmp_path):
-    camera = MjpegCamera(_frames(videos[1])[:40])
+    camera = MjpegCamera(video_frames(videos[1])[:40])
     try:
         out = tmp_path / "all.jsonl"
         proc = run_edgedet("run", "--engine", str(fixture_exports["fp32"]), "--video", str(videos[0]), "--video",
@@ -141,7 +129,7 @@ def test_a_live_stream_keeps_only_its_newest_frame(fixture_exports, videos):
     """A consumer slower than the camera: frames are dropped at the source, and latency stays bounded."""
     from edgedet.runtime import Detector, StreamPipeline
 
-    camera = MjpegCamera(_frames(videos[0])[:90], fps=30)
+    camera = MjpegCamera(video_frames(videos[0])[:90], fps=30)
     latencies, indices = [], []
     try:
         with StreamPipeline(Detector(fixture_exports["fp32"]), [camera.url]) as pipe:
