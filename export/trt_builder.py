@@ -61,7 +61,7 @@ from edgedet.runtime.plugins import EFFICIENT_NMS
 
 _log = logging.getLogger("edgedet.export.tensorrt")
 
-WHERE_TO_BUILD = "run edgedet build on the target device (pip install edgedet[tensorrt] or JetPack)"
+WHERE_TO_BUILD = 'run edgedet build on the target device (pip install ".[tensorrt]" in edgedet\'s clone, or JetPack)'
 CALIBRATORS = ("entropy", "minmax")
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 

@@ -16,7 +16,7 @@ from edgedet.runtime.input_format import to_engine_input
 from edgedet.runtime.onnx_engine import OUTPUT_NAMES, read_contract_model
 from edgedet.runtime.plugins import EFFICIENT_NMS
 
-INSTALL_HINT = "pip install openvino (or edgedet[openvino])"
+INSTALL_HINT = "pip install openvino"
 
 
 class OpenVinoEngine:

@@ -10,7 +10,7 @@ from edgedet.errors import BackendError
 
 _log = logging.getLogger("edgedet.runtime.tensorrt")
 
-INSTALL_HINT = "pip install edgedet[tensorrt] (on a Jetson, TensorRT comes with JetPack)"
+INSTALL_HINT = 'pip install ".[tensorrt]" in edgedet\'s clone (on a Jetson, TensorRT comes with JetPack)'
 
 
 def import_tensorrt(where: str = "") -> Any:

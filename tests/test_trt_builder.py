@@ -306,7 +306,7 @@ def test_cli_without_tensorrt_names_the_target_device(tmp_path) -> None:
     _contract_graph(tmp_path / "m.onnx", 1)
     r = run_edgedet("build", "--engine", str(tmp_path / "m.onnx"))
     assert_one_line_error(r, "TensorRT is not installed here", "run edgedet build on the target device",
-                           "pip install edgedet[tensorrt] or JetPack")
+                           'pip install ".[tensorrt]" in edgedet\'s clone, or JetPack')
     assert not (tmp_path / "m.plan").exists()
 
 

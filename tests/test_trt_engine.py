@@ -36,7 +36,7 @@ def test_missing_tensorrt_names_the_install(tmp_path, monkeypatch) -> None:
     with pytest.raises(BackendError) as e:
         TrtEngine(plan)
     msg = one_line(e)
-    assert "pip install edgedet[tensorrt]" in msg and "JetPack" in msg
+    assert 'pip install ".[tensorrt]"' in msg and "JetPack" in msg
 
 
 def test_missing_plan_and_onnx_file(tmp_path) -> None:

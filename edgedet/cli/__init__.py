@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: what the ``torch`` extra adds to the runtime-only base install
+TORCH_SIDE = {"torch", "torchvision", "onnxscript", "onnxconverter_common", "matplotlib"}
+TORCH_INSTALL = 'pip install -e ".[torch]" -c constraints.txt (on a Jetson: JetPack\'s torch, then --no-deps)'
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra:  # reported by the verb's own parser, which knows the flags to suggest
@@ -76,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # a read-only folder, a full disk, a directory where a file goes: the OS's reason
         where = f": {e.filename}" if e.filename else ""
         print(f"edgedet {args.verb}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:  # a runtime-only install: the verb needs the PyTorch side
+        if (e.name or "").split(".")[0] not in TORCH_SIDE:
+            raise
+        print(f"edgedet {args.verb}: error: this verb needs PyTorch ({e.name} is not installed); from edgedet's "
+              f"clone: {TORCH_INSTALL}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"edgedet {args.verb}: interrupted after {time.perf_counter() - start:.1f}s", file=sys.stderr)

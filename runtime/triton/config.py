@@ -17,7 +17,7 @@ from typing import Any
 
 from edgedet.errors import EdgedetError
 
-INSTALL_HINT = "pip install 'tritonclient[http,grpc]' (or edgedet[serve])"
+INSTALL_HINT = "pip install 'tritonclient[http,grpc]'"
 
 
 def pb2() -> Any:
