@@ -91,11 +91,14 @@ class JsonLinesSink:
         self._ctx.__exit__(None, None, None)
 
 
-def output_paths(sources: Sequence[str], save: str | None, *, overwrite: bool) -> tuple[list[Path | None], list[Path | None]]:
+def output_paths(sources: Sequence[str], save: str | None, *, overwrite: bool,
+                 jsonl: str | None = None) -> tuple[list[Path | None], list[Path | None]]:
     """Per stream: the MP4 and the JSON Lines ``save`` asks for. A path ending in ``.mp4`` is one stream's video
     (as before); anything else is a folder with ``<stream>.mp4`` and ``<stream>.jsonl`` per stream. Existing files
-    are refused here, before any stream starts, unless ``overwrite``."""
+    (those and ``jsonl``, all streams in one file) are refused here, before any stream starts, unless ``overwrite``."""
     n = len(sources)
+    if not overwrite and jsonl not in (None, "-") and Path(jsonl).exists():
+        raise EdgedetError(f"{jsonl} exists; pass --force to overwrite it")
     if save is None:
         return [None] * n, [None] * n
     if save.lower().endswith(".mp4"):
@@ -151,7 +154,7 @@ def run_video(detector, sources: str | Sequence[str], *, save: str | None = None
               classes: set[int] | None = None, track: bool = False, overwrite: bool = False) -> RunStats:
     """Run ``detector`` on every source at once until they end, ``max_frames`` each, or the user stops."""
     sources = [sources] if isinstance(sources, str) else list(sources)
-    videos, jsonls = output_paths(sources, save, overwrite=overwrite)
+    videos, jsonls = output_paths(sources, save, overwrite=overwrite, jsonl=jsonl)
     show = not headless and gui_available()
     if not headless and not show:
         log.note("no display or OpenCV GUI support: running headless (`edgedet doctor` shows which)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -53,7 +53,6 @@ class StreamInfo:
     fps: float
     frames: int = 0  # frames taken for inference
     ended_by: str | None = None  # "end", "max-frames", "stopped" or the error text of a broken source
-    errors: list[str] = field(default_factory=list)
 
 
 def stream_names(sources: Sequence[str]) -> list[str]:

@@ -185,5 +185,8 @@ def test_output_refusals_are_one_line(fixture_exports, videos, tmp_path):
     assert_one_line_error(run_edgedet("run", "--engine", engine, *two, "--save", str(folder), "--headless"),
                           "b.jsonl exists", "--force")
     assert (folder / "b.jsonl").read_text() == "mine\n" and not (folder / "a.mp4").exists()
+    assert_one_line_error(run_edgedet("run", "--engine", engine, *two, "--jsonl", str(folder / "b.jsonl"),
+                                      "--headless"), "b.jsonl exists", "--force")
+    assert (folder / "b.jsonl").read_text() == "mine\n"
     assert_one_line_error(run_edgedet("run", "--engine", engine, *two, "--video", "nofile.mp4", "--headless"),
                           "video source not found: nofile.mp4")

@@ -46,20 +46,16 @@ def _class_filter(names: list[str] | None, known: list[str]) -> set[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from edgedet import log
     from edgedet.errors import EdgedetError
     from edgedet.fileio import require_writable
     from edgedet.runtime.pipeline import output_paths, run_video
 
-    output_paths(args.video, args.save, overwrite=args.force)  # every refusal before the engine loads
+    output_paths(args.video, args.save, overwrite=args.force, jsonl=args.jsonl)  # every refusal before the engine loads
     if args.save:
         require_writable(args.save, folder=not args.save.lower().endswith(".mp4"))
     if args.jsonl and args.jsonl != "-":
         require_writable(args.jsonl)
-    if args.jsonl and args.jsonl != "-" and Path(args.jsonl).exists() and not args.force:
-        raise EdgedetError(f"{args.jsonl} exists; pass --force to overwrite it")
     from edgedet.cli.predict import _engine_or_server
 
     if bool(args.engine) == bool(args.server):
