@@ -7,12 +7,15 @@ a closed window, Ctrl-C): MP4s and JSON Lines are written under temporary names 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -149,6 +152,30 @@ class _Window:
         return not (key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1)
 
 
+@contextlib.contextmanager
+def _stop_between_frames() -> Iterator[list[bool]]:
+    """Ctrl-C and SIGTERM (how systemd and Docker stop a service) set a flag the outputs loop reads between frames,
+    so a frame's JSON line and its video frame are written together or not at all (a KeyboardInterrupt raised
+    between the two left a JSON Lines file one line longer than its MP4). A second Ctrl-C raises as usual. Signal
+    handlers belong to the main thread; elsewhere the application's own handling stands."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame) -> None:
+        if flag[0] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def run_video(detector, sources: str | Sequence[str], *, save: str | None = None, jsonl: str | None = None,
               headless: bool = False, conf: float = 0.4, max_frames: int | None = None,
               classes: set[int] | None = None, track: bool = False, overwrite: bool = False) -> RunStats:
@@ -168,43 +195,45 @@ def run_video(detector, sources: str | Sequence[str], *, save: str | None = None
     window = _Window(len(sources)) if show else None
     user_stop = False
     start = time.perf_counter()
-    try:
-        for r in pipe:
-            st = stats[r.stream]
-            if st.first is None:
-                st.first = time.perf_counter()
-            st.frames += 1
-            st.detections += len(r.detections)
-            for sink in (lines[r.stream], shared):
+    with _stop_between_frames() as stop_requested:
+        try:
+            for r in pipe.results(until=lambda: stop_requested[0]):
+                st = stats[r.stream]
+                if st.first is None:
+                    st.first = time.perf_counter()
+                st.frames += 1
+                st.detections += len(r.detections)
+                for sink in (lines[r.stream], shared):
+                    if sink is not None:
+                        sink.write(r, detector.class_names)
+                if window is not None or videos[r.stream] is not None:
+                    canvas = draw_detections(r.image, r.detections, detector.class_names)
+                    if trails is not None:
+                        trails[r.stream].update(r.detections)
+                        trails[r.stream].draw(canvas)
+                    label = f"{st.fps:.1f} FPS" if len(sources) == 1 else f"{r.stream_name}  {st.fps:.1f} FPS"
+                    cv2.putText(canvas, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2, cv2.LINE_AA)
+                    if videos[r.stream] is not None:
+                        if sinks[r.stream] is None:
+                            h, w = canvas.shape[:2]
+                            sinks[r.stream] = VideoSink(videos[r.stream], pipe.streams[r.stream].fps, (w, h),
+                                                        overwrite=overwrite)
+                        sinks[r.stream].write(canvas)
+                    if window is not None and not window.show(r.stream, canvas):
+                        user_stop = True
+                        break
+                st.last = time.perf_counter()
+                st.latencies_ms.append(1000 * (st.last - r.captured))
+        except KeyboardInterrupt:
+            user_stop = True
+        finally:
+            pipe.stop()
+            for sink in [*sinks, *lines, shared]:
                 if sink is not None:
-                    sink.write(r, detector.class_names)
-            if window is not None or videos[r.stream] is not None:
-                canvas = draw_detections(r.image, r.detections, detector.class_names)
-                if trails is not None:
-                    trails[r.stream].update(r.detections)
-                    trails[r.stream].draw(canvas)
-                label = f"{st.fps:.1f} FPS" if len(sources) == 1 else f"{r.stream_name}  {st.fps:.1f} FPS"
-                cv2.putText(canvas, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2, cv2.LINE_AA)
-                if videos[r.stream] is not None:
-                    if sinks[r.stream] is None:
-                        h, w = canvas.shape[:2]
-                        sinks[r.stream] = VideoSink(videos[r.stream], pipe.streams[r.stream].fps, (w, h),
-                                                    overwrite=overwrite)
-                    sinks[r.stream].write(canvas)
-                if window is not None and not window.show(r.stream, canvas):
-                    user_stop = True
-                    break
-            st.last = time.perf_counter()
-            st.latencies_ms.append(1000 * (st.last - r.captured))
-    except KeyboardInterrupt:
-        user_stop = True
-    finally:
-        pipe.stop()
-        for sink in [*sinks, *lines, shared]:
-            if sink is not None:
-                sink.close()
-        if window is not None:
-            cv2.destroyAllWindows()
+                    sink.close()
+            if window is not None:
+                cv2.destroyAllWindows()
+    user_stop = user_stop or stop_requested[0]
     seconds = time.perf_counter() - start
     for st, info in zip(stats, pipe.streams):
         st.stopped_by = _USER if user_stop else (info.ended_by or "end")

@@ -19,7 +19,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -191,7 +191,14 @@ class StreamPipeline:
 
     # --- the consumer's side --------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[FrameResult]:
+        return self.results()
+
+    def results(self, until: Callable[[], bool] | None = None) -> Iterator[FrameResult]:
+        """The results in order; ``until`` (asked before each result, and every 0.1 s while none comes) ends the
+        iteration when it returns True, so a caller can stop between two results rather than inside one."""
         while True:
+            if until is not None and until():
+                return
             try:
                 item = self._results.get(timeout=0.1)
             except queue.Empty:
