@@ -33,7 +33,7 @@ from edgedet.data.synth import make_synthetic_dataset
 from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.export.parity import verify_images
-from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_reference, pad_value
+from edgedet.export.wrappers import build_wrapper, configure_reference, pad_value
 from edgedet.models import create_model, get_model_entry
 
 
@@ -88,11 +88,11 @@ def bench_model(name: str, score_thresh: float, threads: int, rounds: int, workd
     path, int8 = result.artifacts["fp32"], result.artifacts["int8"]
     # the exported weights are re-created by seed: rebuild the same model for eager and plain export
     torch.manual_seed(0)
-    kwargs = {"min_size": min(size), "max_size": max(size)} if entry.family == "fasterrcnn" else {}
+    kwargs = entry.deploy.builder_sizes(size)
     if rpn_top_n:
         kwargs["rpn_post_nms_top_n_test"] = rpn_top_n
-    model = configure_reference(create_model(name, **kwargs).eval(), entry.family, size, nms)
-    image = verify_images(1, None, size, RESIZE_MODE[entry.family], pad_value(model))  # uint8 [1, H, W, 3]
+    model = configure_reference(create_model(name, **kwargs).eval(), entry.deploy, size, nms)
+    image = verify_images(1, None, size, entry.deploy.resize, pad_value(model))  # uint8 [1, H, W, 3]
     tensor = torch.from_numpy(image[0]).permute(2, 0, 1).float() / 255
     feed = {"images": image}
 
@@ -106,7 +106,7 @@ def bench_model(name: str, score_thresh: float, threads: int, rounds: int, workd
         "ov": lambda: ov_fp32(feed), "ov_int8": lambda: ov_int8(feed),
     }
     if entry.family == "ssd":
-        wrapper = build_wrapper(model, "ssd", size, score_thresh=score_thresh, max_candidates=1000).eval()
+        wrapper = build_wrapper(model, entry.deploy, size, score_thresh=score_thresh, max_candidates=1000).eval()
         raw_bytes = export_bytes(RawHeads(wrapper), (torch.from_numpy(image),), input_names=["images"])
         raw_ort, raw_ov = session(raw_bytes, threads), openvino_model(raw_bytes, threads)
         variants["raw_ort"] = lambda: raw_ort.run(None, feed)

@@ -37,10 +37,10 @@ from edgedet.runtime.preprocess import preprocess_batch
 def head_only_graph(weights: str, nms: NMSConfig, max_candidates: int, path: Path) -> Path:
     """The IoU head in the graph, its prediction added ×0 to the scores, and the standard NMS tail."""
     opts = ExportOptions(model=None, weights=weights, nms=nms, max_candidates=max_candidates)
-    entry, size, model, classes, _, _ = _build(opts)
-    wrapper = build_wrapper(model, entry.family, size, score_thresh=nms.score_thresh, max_candidates=max_candidates,
-                            iou=True).eval()
-    graph = _torch_export(wrapper, 1, False, size, opts.opset, (*CANDIDATES, IOU_CANDIDATE))
+    built = _build(opts)
+    wrapper = build_wrapper(built.model, built.entry.deploy, built.size, score_thresh=nms.score_thresh,
+                            max_candidates=max_candidates, iou=True).eval()
+    graph = _torch_export(wrapper, 1, False, built.size, opts.opset, (*CANDIDATES, IOU_CANDIDATE))
     for node in graph.graph.node:
         node.output[:] = ["bench/scores_raw" if o == "cand_scores" else o for o in node.output]
     zero = numpy_helper.from_array(np.zeros((), np.float32), "bench/zero")

@@ -144,7 +144,7 @@ def _resolve(opts: SweepOptions) -> tuple[str, str, list[dict[str, Any]], float]
     entry = get_model_entry(name)
     given = {k: getattr(opts, k) for k in PARAMS if getattr(opts, k) is not None}
     for k in given:
-        if k in FASTERRCNN_ONLY and entry.family != "fasterrcnn":
+        if k in FASTERRCNN_ONLY and not entry.deploy.two_stage:
             raise EdgedetError(f"{PARAMS[k][0]} applies to Faster R-CNN models; sweep {entry.name} with --score-thresh")
     if not given:
         raise EdgedetError("give the values to sweep: --score-thresh, or for Faster R-CNN --rpn-score-thresh "
@@ -154,7 +154,7 @@ def _resolve(opts: SweepOptions) -> tuple[str, str, list[dict[str, Any]], float]
         raise EdgedetError("sweep one parameter at a time: give several values to one of "
                            f"{', '.join(PARAMS[k][0] for k in swept)} and at most one to the others")
     model = create_model(name, weights=opts.weights).eval()  # its own thresholds are the defaults
-    own = model if entry.family == "ssd" else model.roi_heads
+    own = entry.deploy.postprocess_owner(model)
     iou = own.nms_thresh if opts.iou_thresh is None else opts.iou_thresh
     fixed = {"rpn_score_thresh": None, "score_thresh": float(own.score_thresh), "rpn_post_nms_top_n": None,
              "nms_mode": "standard"}

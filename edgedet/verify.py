@@ -70,16 +70,16 @@ def _row(name: str, precision: str, result: EvalResult) -> VerifyRow:
     return VerifyRow(name, precision, result.stats, result.ms_per_image)
 
 
-def _eager_model(name: str, weights: str, meta: dict[str, Any], family: str, **kwargs: Any) -> Any:
+def _eager_model(entry: Any, weights: str, meta: dict[str, Any], **kwargs: Any) -> Any:
     """The zoo model in eval mode with the engine's RPN settings (Faster R-CNN) from its metadata."""
     from edgedet.export.wrappers import set_rpn_proposals
     from edgedet.models import create_model
 
-    if family == "fasterrcnn":
+    if entry.deploy.two_stage:
         kwargs["rpn_score_thresh"] = meta.get("rpn_score_thresh")
-    model = create_model(name, weights=weights, **kwargs).eval()
+    model = create_model(entry.name, weights=weights, **kwargs).eval()
     if meta.get("rpn_post_nms_top_n"):
-        set_rpn_proposals(model, family, meta["rpn_post_nms_top_n"])
+        set_rpn_proposals(model, entry.deploy, meta["rpn_post_nms_top_n"])
     return model
 
 
@@ -99,9 +99,8 @@ def engine_reference(detector: Any, model_name: str | None, weights: str, *,
     name = model_name or meta.get("model") or model_name_from_checkpoint(weights)
     entry = get_model_entry(name)
     size = detector.input_size
-    sizes = {"min_size": min(size), "max_size": max(size)} if entry.family == "fasterrcnn" else {}
-    model = _eager_model(name, weights, meta, entry.family, **sizes)
-    model = configure_reference(model, entry.family, size, NMSConfig(**meta["nms"]))
+    model = _eager_model(entry, weights, meta, **entry.deploy.builder_sizes(size))
+    model = configure_reference(model, entry.deploy, size, NMSConfig(**meta["nms"]))
     classes = list(model.edgedet_classes)
     if classes != detector.class_names:
         raise EdgedetError(f"the engine's classes {detector.class_names[:5]} differ from the model's "
@@ -165,7 +164,7 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
     ref_result, _ = evaluate_detections(ref_dets, dataset, classes, ref_ms)
     report.rows.append(_row(f"PyTorch {name}", "fp32", ref_result))
 
-    native = set_thresholds(_eager_model(name, weights, first, entry.family), entry.family, nms)  # torchvision's own resize
+    native = set_thresholds(_eager_model(entry, weights, first), entry.deploy, nms)  # torchvision's own resize
     native_result, _ = evaluate_predictor(TorchPredictor(native, device=device), dataset, classes, progress=progress,
                                           desc="torchvision transform", warmup=WARMUP)
     info = _row(f"PyTorch {name} (torchvision transform)", "fp32", native_result)

@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import onnx
 
@@ -21,7 +21,7 @@ from edgedet import __version__, log
 from edgedet.errors import EdgedetError
 from edgedet.export.nms import CANDIDATES, NMSConfig, append_nms
 from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
-from edgedet.export.wrappers import RESIZE_MODE, build_wrapper, configure_reference, pad_value, set_rpn_proposals
+from edgedet.export.wrappers import build_wrapper, configure_reference, pad_value, set_rpn_proposals
 from edgedet.fileio import atomic_path, atomic_write_json
 from edgedet.runtime.input_format import DESCRIPTION, INPUT_FORMATS, UINT8_NHWC, shape_of, to_engine_input
 from edgedet.runtime.metadata import PROPS_KEY, SCHEMA_VERSION, sidecar_path
@@ -120,7 +120,17 @@ def _check_options(opts: ExportOptions) -> None:
         raise EdgedetError("--int8 needs --calib-images (an image folder, a COCO JSON or a video)")
 
 
-def _build(opts: ExportOptions):
+class Built(NamedTuple):
+    """The eager model an export starts from, and what the metadata records about it."""
+    entry: Any  # the zoo's ModelEntry; its ``deploy`` row says how the family exports
+    size: tuple[int, int]  # (H, W) of the engine input
+    model: Any  # the eager torchvision detector, in eval mode
+    classes: list[str]
+    category_ids: list[int] | None
+    weights_sha256: str | None
+
+
+def _build(opts: ExportOptions) -> Built:
     from edgedet.checkpoint import category_ids as checkpoint_category_ids
     from edgedet.checkpoint import file_sha256
     from edgedet.models import create_model, get_model_entry
@@ -129,16 +139,14 @@ def _build(opts: ExportOptions):
     name = opts.model or model_name_from_checkpoint(opts.weights)
     entry = get_model_entry(name)
     size = tuple(opts.imgsz) if opts.imgsz else tuple(entry.input_size)
-    kwargs: dict[str, Any] = {}
-    if entry.family == "fasterrcnn":
-        kwargs.update(min_size=min(size), max_size=max(size))
-    model = create_model(name, weights=opts.weights, rpn_score_thresh=opts.rpn_score_thresh, **kwargs).eval()
+    model = create_model(name, weights=opts.weights, rpn_score_thresh=opts.rpn_score_thresh,
+                         **entry.deploy.builder_sizes(size)).eval()
     if opts.rpn_post_nms_top_n is not None:
-        set_rpn_proposals(model, entry.family, opts.rpn_post_nms_top_n)
+        set_rpn_proposals(model, entry.deploy, opts.rpn_post_nms_top_n)
     weights_file = Path(opts.weights)
     sha = file_sha256(weights_file) if weights_file.is_file() else None
     classes = list(model.edgedet_classes)
-    return entry, size, model, classes, checkpoint_category_ids(opts.weights, len(classes)), sha
+    return Built(entry, size, model, classes, checkpoint_category_ids(opts.weights, len(classes)), sha)
 
 
 def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int,
@@ -229,8 +237,9 @@ def export_model(opts: ExportOptions) -> ExportResult:
     _check_options(opts)
     t0 = time.perf_counter()
     entry, size, model, classes, category_ids, sha = _build(opts)
-    if opts.dynamic_batch and entry.family != "ssd":
-        raise EdgedetError("--dynamic-batch is supported for the SSD family; export Faster R-CNN with --batch N")
+    family = entry.deploy
+    if opts.dynamic_batch and not family.dynamic_batch:
+        raise EdgedetError(f"--dynamic-batch is supported for the SSD family; export {family.title} with --batch N")
     stem = opts.name or entry.name
     out = Path(opts.out_dir)
     paths = {"fp32": out / f"{stem}.onnx"}
@@ -244,10 +253,10 @@ def export_model(opts: ExportOptions) -> ExportResult:
 
     nms = opts.nms.validate(opts.max_candidates)
     iou_net = iou_net_metadata(model, nms)
-    family_opts = {"rpn_score_thresh": opts.rpn_score_thresh} if entry.family == "fasterrcnn" else {}
+    family_opts = {"rpn_score_thresh": opts.rpn_score_thresh} if family.two_stage else {}
     if nms.mode != "standard":
         family_opts["iou"] = True
-    wrapper = build_wrapper(model, entry.family, size, score_thresh=nms.score_thresh,
+    wrapper = build_wrapper(model, family, size, score_thresh=nms.score_thresh,
                             max_candidates=opts.max_candidates, input_format=opts.input_format, **family_opts).eval()
     batch = opts.dynamic_batch or opts.batch
     candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size,
@@ -259,11 +268,11 @@ def export_model(opts: ExportOptions) -> ExportResult:
         "classes": classes, "category_ids": category_ids,
         "input": {"name": "images", "format": opts.input_format, "dtype": dtype, "layout": layout, "color": "RGB",
                   "range": [0, 255], "size": list(size),
-                  "resize": RESIZE_MODE[entry.family], "pad_value": pad_value(model)},
+                  "resize": family.resize, "pad_value": pad_value(model)},
         "batch": {"dynamic": True, "max": batch} if opts.dynamic_batch else {"dynamic": False, "size": batch},
         "nms": nms.to_dict(), "max_candidates": opts.max_candidates,
-        "rpn_score_thresh": opts.rpn_score_thresh if entry.family == "fasterrcnn" else None,
-        "rpn_post_nms_top_n": opts.rpn_post_nms_top_n if entry.family == "fasterrcnn" else None,
+        "rpn_score_thresh": opts.rpn_score_thresh if family.two_stage else None,
+        "rpn_post_nms_top_n": opts.rpn_post_nms_top_n if family.two_stage else None,
         "opset": opts.opset, "versions": _versions(), "weights": opts.weights if opts.weights == "none" else Path(opts.weights).name,
         "weights_sha256": sha, "iou_net": iou_net,
     }
@@ -271,7 +280,7 @@ def export_model(opts: ExportOptions) -> ExportResult:
     if opts.fp16:
         graphs["fp16"] = _to_fp16(_clone(candidates))
     if opts.int8:
-        graphs["int8"] = _to_int8(_clone(candidates), opts, size, RESIZE_MODE[entry.family], pad_value(model))
+        graphs["int8"] = _to_int8(_clone(candidates), opts, size, family.resize, pad_value(model))
         meta["calibration"] = {"source": str(opts.calib_images), "images": opts.calib_count, "method": opts.calib_method,
                                "weight_bits": opts.int8_weight_bits}
     finished = {}
@@ -289,8 +298,8 @@ def export_model(opts: ExportOptions) -> ExportResult:
             out.mkdir(parents=True, exist_ok=True)
             onnx.save(full, str(tmp_paths[precision]))
         try:
-            images = verify_images(opts.verify, opts.verify_source, size, RESIZE_MODE[entry.family], pad_value(model))
-            configure_reference(model, entry.family, size, nms)
+            images = verify_images(opts.verify, opts.verify_source, size, family.resize, pad_value(model))
+            configure_reference(model, family, size, nms)
             parity = parity_check(model, tmp_paths, images, batch, nms.score_thresh)
         finally:
             for p in tmp_paths.values():

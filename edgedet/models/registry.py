@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from edgedet import log
 from edgedet.errors import ModelError
+from edgedet.models.families import FAMILIES, FamilyDeploy, import_attr
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-FAMILIES = ("ssd", "fasterrcnn")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,16 +59,21 @@ class ModelEntry:
     backbone_weights: str | None = None
     infer_kwargs: Callable[[Mapping[str, "Tensor"]], dict[str, Any]] | None = None
 
+    @property
+    def deploy(self) -> FamilyDeploy:
+        """The family's row: resize mode, deploy wrapper, which options apply (``edgedet.models.families``)."""
+        return FAMILIES[self.family]
+
     def weights_enum(self) -> Any:
         """The torchvision detector weights enum class, or None."""
-        return _import_attr(self.weights) if self.weights else None
+        return import_attr(self.weights) if self.weights else None
 
     def backbone_weights_enum(self) -> Any:
         """The torchvision classification weights enum class of the backbone, or None."""
         if not self.backbone_weights:
             return None
         module, _, attr = self.backbone_weights.partition(":")
-        return _import_attr(f"{module}:{attr.split('.')[0]}")
+        return import_attr(f"{module}:{attr.split('.')[0]}")
 
     def default_backbone_weights(self) -> Any:
         """The backbone enum member fine-tuning starts from (the recipe's, else the enum's DEFAULT)."""
@@ -93,11 +97,6 @@ _MODELS: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def _import_attr(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def register_model(
     *,
     family: str,
@@ -114,7 +113,7 @@ def register_model(
     :func:`create_model` decides which, from the user's ``weights`` spec).
     """
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
+        raise ValueError(f"family must be one of {tuple(FAMILIES)}, not {family!r}")
     if len(input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in input_size):
         raise ValueError(f"input_size must be (H, W) positive ints, not {input_size!r}")
 
@@ -215,17 +214,15 @@ def model_options(entry: ModelEntry) -> set[str]:
     FasterRCNN) and the image transform's they forward ``**kwargs`` to."""
     import inspect
 
-    from torchvision.models.detection.faster_rcnn import FasterRCNN
-    from torchvision.models.detection.ssd import SSD
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
     def named(fn: Callable[..., Any]) -> set[str]:
         return {p.name for p in inspect.signature(fn).parameters.values()
                 if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
 
-    detector = SSD if entry.family == "ssd" else FasterRCNN
+    detector = entry.deploy.detector_class()
     names = named(entry.builder) | named(detector.__init__) | named(GeneralizedRCNNTransform.__init__)
-    if entry.family == "fasterrcnn":
+    if entry.deploy.two_stage:
         from edgedet.models.iou_net import IOU_DEFAULTS
 
         names |= set(IOU_DEFAULTS)
@@ -247,7 +244,7 @@ def check_model_options(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
 
 def _pop_iou_options(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str, Any]:
     """IoU-Net's options (``edgedet.models.iou_net``) out of ``kwargs``, validated; ``{}`` without ``iou_head``."""
-    if entry.family != "fasterrcnn":
+    if not entry.deploy.two_stage:
         return {}
     from edgedet.models.iou_net import IOU_DEFAULTS, validate_iou_options
 
@@ -295,8 +292,9 @@ def create_model(
     entry = get_model_entry(name)
     classes = _check_classes(classes)
     if rpn_score_thresh is not None:
-        if entry.family != "fasterrcnn":
-            raise ModelError(f"rpn_score_thresh applies to Faster R-CNN models only, not {entry.family} model {entry.name}")
+        if not entry.deploy.two_stage:
+            raise ModelError(f"rpn_score_thresh applies to Faster R-CNN models only, not {entry.deploy.title} model "
+                             f"{entry.name}")
         if not 0.0 <= float(rpn_score_thresh) < 1.0:
             raise ModelError(f"rpn_score_thresh must be in [0, 1), not {rpn_score_thresh}")
         kwargs["rpn_score_thresh"] = float(rpn_score_thresh)
