@@ -19,9 +19,7 @@ from edgedet.data.types import DetectionDataset
 from edgedet.errors import EdgedetError
 from edgedet.evaluate import EvalResult, evaluate_detections, evaluate_predictor, predict_dataset
 from edgedet.runtime.detections import Detections
-
-# One-sided tolerances in AP points by precision, as MMDeploy's regression tests gate.
-TOLERANCE_AP = {"fp32": 0.1, "fp16": 0.3, "int8": 1.0}
+from edgedet.runtime.precisions import precision as precision_row
 
 
 @dataclass
@@ -178,8 +176,8 @@ def verify(engines: list[str], model_name: str | None, weights: str, dataset: De
         row = _row(det.path.name, precision, result)
         row.backend = det.backend
         row.delta_ap = 100.0 * (result.stats["AP"] - ref_result.stats["AP"])
-        row.tolerance = tolerance if tolerance is not None else TOLERANCE_AP.get(precision, 1.0)
-        parity = compare(ref_dets, got, precision if precision in TOLERANCE_AP else "int8", nms.score_thresh)
+        row.tolerance = tolerance if tolerance is not None else precision_row(precision).ap_tolerance
+        parity = compare(ref_dets, got, precision, nms.score_thresh)
         report.rows.append(gate(row, parity))
     return report
 

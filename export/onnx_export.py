@@ -25,6 +25,7 @@ from edgedet.export.wrappers import build_wrapper, configure_reference, pad_valu
 from edgedet.fileio import atomic_path, atomic_write_json
 from edgedet.runtime.input_format import DESCRIPTION, INPUT_FORMATS, UINT8_NHWC, shape_of, to_engine_input
 from edgedet.runtime.metadata import PROPS_KEY, SCHEMA_VERSION, sidecar_path
+from edgedet.runtime.precisions import PRECISIONS
 
 MIN_OPSET = 17
 #: What ``export`` writes for: every TensorRT version edgedet builds with (metadata ``target``).
@@ -43,7 +44,7 @@ class ExportOptions:
     int8: bool = False  # Q/DQ graph calibrated on calib_images (folder, COCO JSON or video)
     calib_images: str | None = None
     calib_count: int = 256
-    calib_method: str = "percentile"  # measured best of the three on the fixture model (see README)
+    calib_method: str = "percentile"  # measured best of the three on the fixture model (docs/int8.md)
     int8_weight_bits: int = 7  # 7: no int16 saturation on x86 CPUs without VNNI (edgedet.calib.quantize)
     rpn_score_thresh: float | None = None
     rpn_post_nms_top_n: int | None = None  # proposals per image: the box head's static workload
@@ -242,11 +243,8 @@ def export_model(opts: ExportOptions) -> ExportResult:
         raise EdgedetError(f"--dynamic-batch is supported for the SSD family; export {family.title} with --batch N")
     stem = opts.name or entry.name
     out = Path(opts.out_dir)
-    paths = {"fp32": out / f"{stem}.onnx"}
-    if opts.fp16:
-        paths["fp16"] = out / f"{stem}.fp16.onnx"
-    if opts.int8:
-        paths["int8"] = out / f"{stem}.int8.onnx"
+    wanted = ["fp32"] + ["fp16"] * bool(opts.fp16) + ["int8"] * bool(opts.int8)
+    paths = {p: PRECISIONS[p].onnx_path(out, stem) for p in wanted}
     for p in paths.values():
         if p.exists() and not opts.force:
             raise EdgedetError(f"{p} exists; pass --force to overwrite it")

@@ -14,12 +14,9 @@ import numpy as np
 
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.plugins import iou_matrix
+from edgedet.runtime.precisions import precision as precision_row
 
 MATCH_IOU = 0.9
-TOLERANCE = {"fp32": 0.99, "fp16": 0.97, "int8": 0.90}  # minimum box agreement per precision
-# An unmatched box scoring this close to the score threshold most likely has its twin just below the
-# threshold on the other side: it is reported as borderline and left out of the agreement ratio.
-BORDERLINE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}
 
 
 @dataclass
@@ -28,7 +25,7 @@ class ParityReport:
     reference_boxes: int
     engine_boxes: int
     matched: int
-    borderline: int  # unmatched boxes within BORDERLINE of the score threshold, on either side
+    borderline: int  # unmatched boxes within the precision's borderline of the score threshold, either side
     boxes_compared: int  # max(reference, engine) boxes - borderline: what the agreement is a share of
     agreement: float | None  # matched / boxes_compared; None when no box was compared ("not measured")
     max_score_diff: float
@@ -66,16 +63,18 @@ def match(ref: Detections, eng: Detections, *, score_thresh: float, margin: floa
 
 
 def compare(reference: list[Detections], engine: list[Detections], precision: str, score_thresh: float) -> ParityReport:
+    """Box agreement of ``engine`` with ``reference``, gated by ``precision``'s row (``runtime/precisions.py``)."""
+    row = precision_row(precision)
     n_ref = sum(len(d) for d in reference)
     n_eng = sum(len(d) for d in engine)
     matched, borderline, sdiff, bdiff = 0, 0, 0.0, 0.0
     for r, e in zip(reference, engine):
-        m, bl, s, b = match(r, e, score_thresh=score_thresh, margin=BORDERLINE[precision])
+        m, bl, s, b = match(r, e, score_thresh=score_thresh, margin=row.borderline)
         matched, borderline = matched + m, borderline + bl
         sdiff, bdiff = max(sdiff, s), max(bdiff, b)
     compared = max(n_ref, n_eng) - borderline
     agreement = min(1.0, matched / compared) if compared > 0 else None  # zero boxes prove nothing
-    tol = TOLERANCE[precision]
+    tol = row.box_agreement
     passed = None if agreement is None else agreement >= tol
     return ParityReport(len(reference), n_ref, n_eng, matched, borderline, max(compared, 0), agreement, sdiff, bdiff,
                         tol, passed)

@@ -56,10 +56,11 @@ def _note_slower_int8(det, result, args: argparse.Namespace) -> None:
     from edgedet import log
     from edgedet.runtime.bench import benchmark
     from edgedet.runtime.detector import Detector
+    from edgedet.runtime.precisions import fp32_twin
 
     if det.metadata.get("precision") != "int8" or det.backend == "tensorrt":
         return
-    twin = Path(det.path).with_name(Path(det.path).name.replace(".int8.onnx", ".onnx"))
+    twin = fp32_twin(det.path)
     if twin == Path(det.path) or not twin.is_file():
         return
     fp32 = benchmark(Detector(twin, backend=det.backend, threads=args.threads), batch=result.batch,
