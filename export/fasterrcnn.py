@@ -104,6 +104,24 @@ def _topk(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values[..., :k], indices[..., :k]
 
 
+def _check_arguments(model: nn.Module, input_size: tuple[int, int], score_thresh: float, max_candidates: int,
+                     rpn_pre_nms_top_n: int | None, rpn_post_nms_top_n: int | None) -> None:
+    from torchvision.models.detection import FasterRCNN
+
+    if not isinstance(model, FasterRCNN):
+        raise ModelError(f"FasterRCNNDeploy needs a torchvision FasterRCNN, not {type(model).__name__}")
+    if len(input_size) != 2 or any(int(s) != s or s <= 0 for s in input_size):
+        raise ModelError(f"input_size must be two positive integers (H, W), not {input_size!r}")
+    if not 1 <= max_candidates <= TENSORRT_TOPK_LIMIT:
+        raise ModelError(f"max_candidates must be in [1, {TENSORRT_TOPK_LIMIT}] (TensorRT's TopK limit), "
+                         f"not {max_candidates}")
+    if not 0.0 <= score_thresh < 1.0:
+        raise ModelError(f"score_thresh must be in [0, 1), not {score_thresh}")
+    for name, value in (("rpn_pre_nms_top_n", rpn_pre_nms_top_n), ("rpn_post_nms_top_n", rpn_post_nms_top_n)):
+        if value is not None and not 1 <= value <= TENSORRT_TOPK_LIMIT:
+            raise ModelError(f"{name} must be in [1, {TENSORRT_TOPK_LIMIT}] (TensorRT's TopK limit), not {value}")
+
+
 class FasterRCNNDeploy(nn.Module):
     """Faster R-CNN from uint8 images to a fixed number of scored (box, class) candidates.
 
@@ -138,34 +156,22 @@ class FasterRCNNDeploy(nn.Module):
         input_format: str = UINT8_NHWC,
     ) -> None:
         super().__init__()
-        from torchvision.models.detection import FasterRCNN
-        from torchvision.models.detection.image_list import ImageList
-
-        if not isinstance(model, FasterRCNN):
-            raise ModelError(f"FasterRCNNDeploy needs a torchvision FasterRCNN, not {type(model).__name__}")
-        if len(input_size) != 2 or any(int(s) != s or s <= 0 for s in input_size):
-            raise ModelError(f"input_size must be two positive integers (H, W), not {input_size!r}")
-        if not 1 <= max_candidates <= TENSORRT_TOPK_LIMIT:
-            raise ModelError(f"max_candidates must be in [1, {TENSORRT_TOPK_LIMIT}] (TensorRT's TopK limit), "
-                             f"not {max_candidates}")
-        if not 0.0 <= score_thresh < 1.0:
-            raise ModelError(f"score_thresh must be in [0, 1), not {score_thresh}")
-        for name, value in (("rpn_pre_nms_top_n", rpn_pre_nms_top_n), ("rpn_post_nms_top_n", rpn_post_nms_top_n)):
-            if value is not None and not 1 <= value <= TENSORRT_TOPK_LIMIT:
-                raise ModelError(f"{name} must be in [1, {TENSORRT_TOPK_LIMIT}] (TensorRT's TopK limit), not {value}")
-
-        height, width = int(input_size[0]), int(input_size[1])
-        self.input_size = (height, width)
+        _check_arguments(model, input_size, score_thresh, max_candidates, rpn_pre_nms_top_n, rpn_post_nms_top_n)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
         self.score_thresh = float(score_thresh)
         self.max_candidates = int(max_candidates)
+        self._adopt_modules(model, input_format)
+        features = self._resolve_rpn(model.rpn, rpn_score_thresh, rpn_pre_nms_top_n, rpn_post_nms_top_n)
+        self._resolve_roi_pool(model.roi_heads.box_roi_pool, features)
+        self._resolve_candidates(model.roi_heads, iou)
 
-        # --- preprocessing: GeneralizedRCNNTransform without its resize -------------------------------
+    def _adopt_modules(self, model: nn.Module, input_format: str) -> None:
+        """GeneralizedRCNNTransform without its resize, and the modules the graph shares with the eager model."""
         transform = model.transform
         self.normalize = NormalizeInput(transform.image_mean, transform.image_std, input_format)
         divisor = int(transform.size_divisible)
+        height, width = self.input_size
         self.padded_size = (math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)
-
-        # --- shared modules ---------------------------------------------------------------------------
         rpn, roi_heads = model.rpn, model.roi_heads
         self.backbone = model.backbone
         self.rpn_head = rpn.head
@@ -173,18 +179,24 @@ class FasterRCNNDeploy(nn.Module):
         self.box_predictor = roi_heads.box_predictor
         self.rpn_box_coder = rpn.box_coder
         self.box_coder = roi_heads.box_coder
-        self.eval()  # BatchNorm must not update its statistics in the dry run below
+        self.eval()  # BatchNorm must not update its statistics in the dry run that follows
+
+    def _resolve_rpn(self, rpn: nn.Module, score_thresh: float | None, pre_nms_top_n: int | None,
+                     post_nms_top_n: int | None) -> dict[str, Tensor]:
+        """The RPN's thresholds and per-level counts, and its anchors from one dry run at ``input_size``.
+
+        torchvision's AnchorGenerator rebuilds the grid every forward from tensor shapes; the anchors depend only
+        on sizes, so they are computed once here and stored as a constant buffer. Returns the dry run's features.
+        """
+        from torchvision.models.detection.image_list import ImageList
 
         self.rpn_nms_thresh = float(rpn.nms_thresh)
         self.rpn_min_size = float(rpn.min_size)
-        self.rpn_score_thresh = float(rpn.score_thresh if rpn_score_thresh is None else rpn_score_thresh)
-        pre_nms_top_n = int(rpn._pre_nms_top_n["testing"] if rpn_pre_nms_top_n is None else rpn_pre_nms_top_n)
-        post_nms_top_n = int(rpn._post_nms_top_n["testing"] if rpn_post_nms_top_n is None else rpn_post_nms_top_n)
+        self.rpn_score_thresh = float(rpn.score_thresh if score_thresh is None else score_thresh)
+        pre_nms_top_n = int(rpn._pre_nms_top_n["testing"] if pre_nms_top_n is None else pre_nms_top_n)
+        post_nms_top_n = int(rpn._post_nms_top_n["testing"] if post_nms_top_n is None else post_nms_top_n)
 
-        # --- feature map sizes and anchors: one dry run at input_size -----------------------------------
-        # torchvision's AnchorGenerator rebuilds the grid every forward from tensor shapes; the anchors
-        # depend only on sizes, so they are computed once here and stored as a constant buffer.
-        param = next(model.parameters(), None)
+        param = next(self.backbone.parameters(), None)
         dummy = torch.zeros((1, 3) + self.padded_size, device=None if param is None else param.device)
         with torch.no_grad():
             features = self._features(dummy)
@@ -202,11 +214,12 @@ class FasterRCNNDeploy(nn.Module):
         if sum(self.anchors_per_level) != anchors.shape[0]:
             raise ModelError("anchor count does not match the feature maps")
         self.pre_nms_top_n = [min(pre_nms_top_n, n) for n in self.anchors_per_level]
-        num_pre_nms = sum(self.pre_nms_top_n)
-        self.post_nms_top_n = min(post_nms_top_n, num_pre_nms)
+        self.post_nms_top_n = min(post_nms_top_n, sum(self.pre_nms_top_n))
+        return features
 
-        # --- MultiScaleRoIAlign, resolved for this input size ---------------------------------------
-        pool = roi_heads.box_roi_pool
+    def _resolve_roi_pool(self, pool: nn.Module, features: dict[str, Tensor]) -> None:
+        """MultiScaleRoIAlign resolved for this input size: which maps it pools, at which scales and levels."""
+        height = self.input_size[0]
         output_size = pool.output_size
         self.pool_output_size = (int(output_size[0]), int(output_size[1]))
         self.pool_sampling_ratio = int(pool.sampling_ratio)
@@ -227,13 +240,13 @@ class FasterRCNNDeploy(nn.Module):
         self.pool_canonical_scale = float(pool.canonical_scale)
         self.pool_canonical_level = float(pool.canonical_level)
 
+    def _resolve_candidates(self, roi_heads: nn.Module, iou: bool) -> None:
+        """The (proposal, class) candidates the box head yields: their count, labels and the IoU head's."""
         num_classes = int(self.box_predictor.cls_score.out_features)
         if num_classes < 2:
             raise ModelError("the box predictor needs at least one class besides background")
         self.num_classes = num_classes - 1  # without background
-        num_pairs = self.post_nms_top_n * self.num_classes
-        self.topk_candidates = min(self.max_candidates, num_pairs)
-        # label of each flattened (proposal, class) candidate, 0-based
+        self.topk_candidates = min(self.max_candidates, self.post_nms_top_n * self.num_classes)
         self.iou = bool(iou)
         if self.iou:
             if not hasattr(roi_heads, "iou_head"):
@@ -241,6 +254,7 @@ class FasterRCNNDeploy(nn.Module):
             self.iou_head = roi_heads.iou_head
             self.iou_pool_kind = roi_heads.iou_pool_kind
             self.iou_class_agnostic = bool(roi_heads.iou_class_agnostic)
+        # label of each flattened (proposal, class) candidate, 0-based
         self.register_buffer(
             "candidate_labels", torch.arange(self.num_classes, dtype=torch.int64).repeat(self.post_nms_top_n),
             persistent=False,
