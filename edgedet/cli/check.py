@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from edgedet import log
-    from edgedet.export.conformance import check_file, expand_target
+    from edgedet.export.conformance import check_file
     from edgedet.cli._output import write_json
 
     onnx_path = v.resolve_engine_positional(args)

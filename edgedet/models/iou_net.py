@@ -160,7 +160,7 @@ class IoURoIHeads(RoIHeads):
 
     def iou_loss(self, features: dict[str, Tensor], image_shapes: list[tuple[int, int]],
                  targets: list[dict[str, Tensor]]) -> Tensor:
-        boxes, labels, goals, shapes = [], [], [], []
+        boxes, labels, goals = [], [], []
         for t, shape in zip(targets, image_shapes):
             gt = t["boxes"]
             if len(gt) == 0:
