@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _markdown import table as markdown_table
+
 
 def _images(size: tuple[int, int], resize: str, pad: list[int], n: int) -> np.ndarray:
     from edgedet.export.parity import verify_images
@@ -75,6 +77,15 @@ def run_one(model: str, out: Path, calib: Path, imgsz: tuple[int, int] | None, s
     return rows
 
 
+COLUMNS = ["model", "graph", "nodes", "trt10.3", "trt10", "trt11", "warnings", "openvino", "black", "boxes",
+           "agreement"]
+
+
+def markdown(rows: list[dict]) -> str:
+    """The matrix as one markdown table, a row per graph; a cell a row lacks (an export that failed) is empty."""
+    return markdown_table(COLUMNS, [[r.get(c, "") for c in COLUMNS] for r in rows])
+
+
 def main() -> None:
     from edgedet.data.synth import make_synthetic_dataset
     from edgedet.models import get_model_entry, list_models
@@ -97,10 +108,7 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001
                 rows.append({"model": model, "graph": "export", "trt10.3": f"FAIL {str(e).splitlines()[0][:120]}"})
             print(f"{model}: {time.perf_counter() - t0:.0f} s", flush=True)
-    cols = ["model", "graph", "nodes", "trt10.3", "trt10", "trt11", "warnings", "openvino", "black", "boxes", "agreement"]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    print("\n" + markdown(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -3,6 +3,7 @@
     cmake -S runtime/cpp -B build/cpp && cmake --build build/cpp -j
     python benchmarks/cpp_vs_python.py --model ssdlite320
     python benchmarks/cpp_vs_python.py --weights runs/demo/train/best.pt      # the demo's model
+    python benchmarks/cpp_vs_python.py --model ssdlite320 --markdown          # a row of docs/performance.md
 
 End to end, one 640×480 RGB frame per call, in one process: the C++ Detector through the C API (ctypes, a
 call of a few microseconds), the Python Detector, and Python's backend-only call on the already resized buffer
@@ -28,7 +29,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from _interleave import interleave
+from _interleave import Timings, interleave
+from _markdown import ratio
+from _markdown import table as markdown_table
 from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.runtime import Detector
 from edgedet.runtime.bench import benchmark
@@ -69,6 +72,31 @@ def _frame() -> np.ndarray:
     return cv2.resize(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_LINEAR)
 
 
+CPP, PYTHON, BACKEND = "C++ (C API) end to end", "Python end to end", "Python backend only"
+
+
+def _host(rounds: list[dict]) -> list[float]:
+    """Host ms per image (preprocess + postprocess) of each round of ``edgedet-cpp bench`` or ``runtime.bench``."""
+    return [r["preprocess_ms"] + r["postprocess_ms"] for r in rounds]
+
+
+def _overhead(cpp_rounds: list[dict]) -> list[float]:
+    """The C++ detect() call over its backend call, per round."""
+    return [r["e2e_mean_ms"] / r["mean_ms"] for r in cpp_rounds]
+
+
+def markdown(label: str, e2e: Timings, cpp_rounds: list[dict], py_rounds: list[dict]) -> str:
+    """docs/performance.md's "C++ runtime against the Python runtime" table, one model's row: the interleaved end
+    to end ms and their ratio, the host ms of the bench rounds (medians), and the C++ call over its backend call
+    to three decimals (it is close to 1)."""
+    return markdown_table(
+        ["model", "C++ end to end (C API)", "Python end to end", "Python backend only", "C++ / Python end to end",
+         "C++ host (pre + post)", "Python host", "C++ end to end / its backend call"],
+        [[label, *(f"{e2e.median_ms(k):.2f} ms" for k in (CPP, PYTHON, BACKEND)), e2e.ratio_text(CPP, PYTHON),
+          f"{statistics.median(_host(cpp_rounds)):.3f} ms", f"{statistics.median(_host(py_rounds)):.3f} ms",
+          ratio(_overhead(cpp_rounds), 3)]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ssdlite320", help="zoo model (random weights) when --weights is not given")
@@ -76,6 +104,7 @@ def main() -> None:
     ap.add_argument("--build", default="build/cpp", help="the CMake build folder of runtime/cpp")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
     build = Path(args.build)
     lib, cli = build / "libedgedet.so", build / "edgedet-cpp"
@@ -91,8 +120,8 @@ def main() -> None:
         buffer = np.zeros((1, *py.input_size, 3), np.uint8)
         py.raw(buffer)
         assert c(rgb) == len(py(rgb)), "the C++ and Python Detectors disagree on this frame"
-        e2e = interleave({"C++ (C API) end to end": lambda: c(rgb), "Python end to end": lambda: py(rgb),
-                          "Python backend only": lambda: py.raw(buffer)}, rounds=args.rounds, iters=20)
+        e2e = interleave({CPP: lambda: c(rgb), PYTHON: lambda: py(rgb), BACKEND: lambda: py.raw(buffer)},
+                         rounds=args.rounds, iters=20)
 
         cpp_rounds, py_rounds = [], []
         for _ in range(args.rounds):
@@ -103,32 +132,34 @@ def main() -> None:
             py_rounds.append(benchmark(py, iters=50, warmup=5).to_dict())
 
     name = res.metadata["model"]
+    host_ratio = f"Python host / C++ host: {ratio([p / q for p, q in zip(_host(py_rounds), _host(cpp_rounds))])}"
+    if args.markdown:  # the table, then the line the docs quote below it
+        label = f"{name}, the demo's model" if args.weights else name
+        print(markdown(f"{label} ({py.input_size[0]}×{py.input_size[1]})", e2e, cpp_rounds, py_rounds))
+        print(f"\n{host_ratio}")
+        return
     console = Console(width=200)
     table = Table(title=f"{name} {py.input_size[0]}×{py.input_size[1]}, OpenVINO FP32, {args.threads} threads, "
                         f"640×480 frame, {args.rounds} interleaved rounds: ms per image")
     for col in ("variant", "ms (median of rounds)", "vs Python backend only"):
         table.add_column(col, justify="right")
     for k in e2e.rounds:
-        table.add_row(k, f"{e2e.median_ms(k):.3f}", e2e.ratio_text(k, "Python backend only"))
+        table.add_row(k, f"{e2e.median_ms(k):.3f}", e2e.ratio_text(k, BACKEND))
     console.print(table)
-    console.print(f"C++ end to end vs Python end to end: {e2e.ratio_text('C++ (C API) end to end', 'Python end to end')}")
+    console.print(f"C++ end to end vs Python end to end: {e2e.ratio_text(CPP, PYTHON)}")
 
     host = Table(title=f"{name}: host work per image inside detect() (edgedet-cpp bench / edgedet.runtime.bench, "
                        f"{args.rounds} alternating rounds of 50 calls)")
     for col in ("", "preprocess ms", "postprocess ms", "host ms", "backend ms", "end to end / backend"):
         host.add_column(col, justify="right")
     med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
-    cpp_host = [r["preprocess_ms"] + r["postprocess_ms"] for r in cpp_rounds]
-    py_host = [r["preprocess_ms"] + r["postprocess_ms"] for r in py_rounds]
-    overhead = [r["e2e_mean_ms"] / r["mean_ms"] for r in cpp_rounds]
     host.add_row("C++", f"{med(cpp_rounds, 'preprocess_ms'):.3f}", f"{med(cpp_rounds, 'postprocess_ms'):.4f}",
-                 f"{statistics.median(cpp_host):.3f}", f"{med(cpp_rounds, 'mean_ms'):.3f}",
-                 f"{statistics.median(overhead):.3f}× ({min(overhead):.3f}–{max(overhead):.3f})")
+                 f"{statistics.median(_host(cpp_rounds)):.3f}", f"{med(cpp_rounds, 'mean_ms'):.3f}",
+                 ratio(_overhead(cpp_rounds), 3))
     host.add_row("Python", f"{med(py_rounds, 'preprocess_ms'):.3f}", f"{med(py_rounds, 'postprocess_ms'):.4f}",
-                 f"{statistics.median(py_host):.3f}", f"{med(py_rounds, 'mean_ms'):.3f}", "")
+                 f"{statistics.median(_host(py_rounds)):.3f}", f"{med(py_rounds, 'mean_ms'):.3f}", "")
     console.print(host)
-    ratios = [p / q for p, q in zip(py_host, cpp_host)]
-    console.print(f"Python host / C++ host: {statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})")
+    console.print(host_ratio)
 
 
 if __name__ == "__main__":

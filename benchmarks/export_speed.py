@@ -9,6 +9,7 @@ are medians of per-round ratios with their min–max spread. Faster R-CNN is als
 ``--rpn-post-nms-top-n 50`` (the engine's speed knob).
 
     python benchmarks/export_speed.py [--threads 2] [--rounds 7] [--models ssdlite320 fasterrcnn_mobilenet_v3_large_320_fpn]
+        [--markdown]
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from _interleave import interleave
+from _interleave import Timings, interleave
+from _markdown import table as markdown_table
 from edgedet.data.synth import make_synthetic_dataset
 
 from edgedet.export.nms import NMSConfig
@@ -96,8 +98,8 @@ def bench_model(name: str, score_thresh: float, threads: int, rounds: int, workd
     tensor = torch.from_numpy(image[0]).permute(2, 0, 1).float() / 255
     feed = {"images": image}
 
-    row = {"model": name + (f" (P={rpn_top_n})" if rpn_top_n else ""), "score_thresh": score_thresh,
-           "export_s": export_s, "onnx_mb": path.stat().st_size / 1e6}
+    row = {"model": name + (f" (P={rpn_top_n})" if rpn_top_n else ""), "name": name, "rpn_top_n": rpn_top_n,
+           "score_thresh": score_thresh, "export_s": export_s, "onnx_mb": path.stat().st_size / 1e6}
     ort_fp32, ort_int8 = (session(p.read_bytes(), threads) for p in (path, int8))
     ov_fp32, ov_int8 = (openvino_model(p.read_bytes(), threads) for p in (path, int8))
     variants = {
@@ -124,6 +126,44 @@ def bench_model(name: str, score_thresh: float, threads: int, rounds: int, workd
     return row
 
 
+#: docs/performance.md's target for edgedet's ONNX Runtime graph against a plain ``torch.onnx.export`` at the COCO
+#: evaluation threshold; the markdown bolds a ratio that meets it.
+PLAIN_EXPORT_TARGET = 8.0
+
+
+def _ms(t: Timings, k: str, missing: str) -> str:
+    """A variant's median ms, or ``missing`` where the model has no such variant (no plain export or raw-heads
+    graph of Faster R-CNN)."""
+    return f"{t.median_ms(k):.1f}" if k in t.rounds else missing
+
+
+def _ratio(t: Timings, a: str, b: str, missing: str, target: float | None = None) -> str:
+    """``a / b`` as median (min–max) of rounds, its median bold when it meets ``target``; ``missing`` without both."""
+    if a not in t.rounds or b not in t.rounds:
+        return missing
+    return t.ratio_text(a, b, emphasis=target is not None and t.ratio(a, b)[0] >= target)
+
+
+def markdown(rows: list[dict]) -> str:
+    """docs/performance.md's "Export speed" table from ``bench_model``'s rows: ms as medians of rounds, ratios as
+    medians of per-round ratios (min–max), "—" for a variant the model lacks; a proposal-count row right after its
+    model's row reads "same, P=…"."""
+    body, previous = [], None
+    for r in rows:
+        t = r["t"]
+        same = r["rpn_top_n"] and r["name"] == previous
+        previous = r["name"]
+        body.append([f"same, P={r['rpn_top_n']}" if same else r["model"], f"{r['score_thresh']:g}",
+                     *(_ms(t, k, "—") for k in ("eager", "plain", "ort", "ov", "ort_int8", "ov_int8")),
+                     _ratio(t, "plain", "ort", "—", PLAIN_EXPORT_TARGET),
+                     *(_ratio(t, a, b, "—") for a, b in (("ort", "ov"), ("ov", "ov_int8"), ("ort", "raw_ort"),
+                                                         ("ov", "raw_ov")))])
+    return markdown_table(
+        ["model", "score", "eager", "plain `torch.onnx.export` (ORT)", "edgedet ORT", "edgedet OpenVINO", "ORT INT8",
+         "OpenVINO INT8", "× plain export (ORT)", "OpenVINO / ORT, FP32", "OpenVINO INT8 / FP32",
+         "end-to-end / heads only, ORT", "end-to-end / heads only, OpenVINO"], body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -131,6 +171,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["ssdlite320", "fasterrcnn_mobilenet_v3_large_320_fpn"])
     ap.add_argument("--score-thresh", type=float, nargs="+", default=[0.25, 0.001],
                     help="operating points: deployment (0.25) and COCO evaluation (0.001)")
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -141,6 +182,9 @@ def main() -> None:
                 rows.append(bench_model(name, thr, args.threads, args.rounds, Path(tmp), calib))
                 if get_model_entry(name).family == "fasterrcnn":
                     rows.append(bench_model(name, thr, args.threads, args.rounds, Path(tmp), calib, rpn_top_n=50))
+    if args.markdown:
+        print(markdown(rows))
+        return
     table = Table(title=f"edgedet export vs torchvision, CPU, {args.threads} threads, batch 1, {args.rounds} "
                         "interleaved rounds (median ms; ratios: median of per-round ratios, min–max)")
     for col in ("model", "score", "eager", "plain ONNX (ORT)", "edgedet ORT", "edgedet OpenVINO", "ORT INT8",
@@ -149,12 +193,11 @@ def main() -> None:
         table.add_column(col, justify="right")
     for r in rows:
         t = r["t"]
-        ms = lambda k: f"{t.median_ms(k):.1f}" if k in t.rounds else "-"  # noqa: E731
-        ratio = lambda a, b: t.ratio_text(a, b) if a in t.rounds and b in t.rounds else "-"  # noqa: E731
         table.add_row(
-            r["model"], f"{r['score_thresh']:g}", ms("eager"), ms("plain"), ms("ort"), ms("ov"), ms("ort_int8"),
-            ms("ov_int8"), ratio("plain", "ort"), ratio("ort", "ov"), ratio("ov", "ov_int8"),
-            ratio("ort", "raw_ort"), ratio("ov", "raw_ov"),
+            r["model"], f"{r['score_thresh']:g}",
+            *(_ms(t, k, "-") for k in ("eager", "plain", "ort", "ov", "ort_int8", "ov_int8")),
+            _ratio(t, "plain", "ort", "-"), _ratio(t, "ort", "ov", "-"), _ratio(t, "ov", "ov_int8", "-"),
+            _ratio(t, "ort", "raw_ort", "-"), _ratio(t, "ov", "raw_ov", "-"),
             f"{r['plain_nodes']} → {r['edgedet_nodes']}" if "plain_nodes" in r else f"{r['edgedet_nodes']}",
         )
     Console(width=260).print(table)

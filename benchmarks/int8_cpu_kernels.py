@@ -14,7 +14,7 @@ overflow it, 7-bit ones cannot. For each checkpoint this exports the same model 
 and the deviation of the SSD heads' raw outputs from ``exact`` (mean and p99.9 of |difference|, 16 val images).
 
     python benchmarks/int8_cpu_kernels.py --weights runs/a/best.pt runs/b/best.pt --data val.json --images imgs/ \\
-        --calib-images train.json
+        --calib-images train.json [--labels "16 epochs, seed 0" "16 epochs, seed 1"] [--markdown]
 
 Accuracy, not speed: nothing is timed here (``cpu_int8.py`` times the runtimes).
 """
@@ -34,6 +34,8 @@ import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
+from _markdown import bold
+from _markdown import table as markdown_table
 import edgedet.runtime.onnx_engine as onnx_engine
 from edgedet.data import load_dataset
 from edgedet.evaluate import evaluate_predictor
@@ -97,6 +99,40 @@ def _head_outputs(path: Path, images: np.ndarray, runner: str) -> np.ndarray:
     return np.concatenate([o.ravel() for i in range(len(images)) for o in run(images[i : i + 1])])
 
 
+#: AP points: the INT8 drop tests/test_int8.py allows in both CPU runtimes.
+GATE = 1.0
+#: The runtime columns (``exact`` is the graph's own arithmetic, the same on every CPU, not a runtime's kernels).
+RUNTIMES = ("ORT", "raw", "openvino")
+
+
+def signed(value: float) -> str:
+    """``+0.91`` / ``−0.05``: a difference in AP points with its sign, the minus typographic (U+2212)."""
+    return f"{value:+.2f}".replace("-", "\u2212")
+
+
+def markdown(checkpoints: list[dict]) -> str:
+    """docs/performance.md's "INT8 accuracy and the CPU's kernels" table from ``main``'s per-checkpoint results
+    (``label``, ``fp32_map``, ``drops``: weight bits → {exact, ORT, raw, openvino} drop in AP points): one row per
+    weight width, the label and FP32 mAP on the first.
+
+    Bold marks where the weight width decides the gate: "7-bit" when 7-bit weights keep every runtime within
+    ``GATE``, and an 8-bit drop past ``GATE`` in a runtime where 7-bit weights stay within it. A checkpoint that
+    misses the gate whatever its weights (an unconverged model) gets no bold.
+    """
+    body = []
+    for c in checkpoints:
+        seven = c["drops"].get(7)
+        for i, bits in enumerate(sorted(c["drops"])):
+            d = c["drops"][bits]
+            width = bold(f"{bits}-bit", bits == 7 and all(d[k] <= GATE for k in RUNTIMES))
+            body.append([c["label"] if i == 0 else "", f"{c['fp32_map']:.3f}" if i == 0 else "", width,
+                         signed(d["exact"]),
+                         *(bold(signed(d[k]), bits == 8 and seven is not None and seven[k] <= GATE < d[k])
+                           for k in RUNTIMES)])
+    return markdown_table(["fixture (trained with)", "FP32 mAP", "weights", "exact", "ORT", "ORT raw", "OpenVINO"],
+                          body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", nargs="+", required=True, help="edgedet checkpoints (SSD: the head deviations too)")
@@ -104,7 +140,15 @@ def main() -> None:
     ap.add_argument("--images", required=True)
     ap.add_argument("--calib-images", required=True, help="calibration source (the train split)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--labels", nargs="+", help="--markdown's row label per --weights, e.g. how it was trained "
+                                                "(default: the run folder's name)")
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
+    if args.labels and len(args.labels) != len(args.weights):
+        ap.error(f"{len(args.labels)} --labels for {len(args.weights)} --weights")
+    run_names = [Path(w).parent.parent.name or w for w in args.weights]
+    labels = args.labels or run_names
+    checkpoints = []
     val = load_dataset(args.data, args.images)
     console = Console()
     console.print(f"this CPU {'saturates' if int8_products_saturate() else 'does not saturate'} 8-bit INT8 products")
@@ -115,6 +159,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for index, weights in enumerate(args.weights):
             base = None
+            checkpoints.append({"label": labels[index], "drops": {}})
             for bits in (7, 8):
                 res = export_model(ExportOptions(model=None, weights=weights, nms=NMSConfig("onnx", score_thresh=0.01),
                                                  int8=True, calib_images=args.calib_images, int8_weight_bits=bits,
@@ -122,11 +167,13 @@ def main() -> None:
                 fp32, int8 = res.artifacts["fp32"], res.artifacts["int8"]
                 if base is None:
                     base = {b: _map(fp32, val, b, args.threads) for b in ("onnxruntime", "openvino")}
+                    checkpoints[-1]["fp32_map"] = base["onnxruntime"]
                 drops = {}
                 for mode in ("exact", "ORT", "raw"):
                     with _ort_mode(mode):
                         drops[mode] = 100 * (base["onnxruntime"] - _map(int8, val, "onnxruntime", args.threads))
                 drops["openvino"] = 100 * (base["openvino"] - _map(int8, val, "openvino", args.threads))
+                checkpoints[-1]["drops"][bits] = drops
                 h, w = Detector(fp32).input_size
                 images = np.stack([cv2.resize(val.load_image(i), (w, h)) for i in range(min(16, len(val)))])
                 ref = _head_outputs(int8, images, "exact")
@@ -134,10 +181,13 @@ def main() -> None:
                 for runner in ("raw", "ORT", "openvino"):
                     d = np.abs(_head_outputs(int8, images, runner) - ref) if ref.size else np.zeros(1)
                     dev.append(f"{d.mean():.3f} / {np.quantile(d, 0.999):.3f}" if ref.size else "—")
-                rows.add_row(Path(weights).parent.parent.name or weights, f"{base['onnxruntime']:.4f}", f"{bits}-bit",
+                rows.add_row(run_names[index], f"{base['onnxruntime']:.4f}", f"{bits}-bit",
                              *(f"{drops[k]:+.2f}" for k in ("exact", "ORT", "raw", "openvino")), *dev)
                 console.print(f"{weights} {bits}-bit: " + "  ".join(f"{k} {v:+.2f}" for k, v in drops.items()))
-    console.print(rows)
+    if args.markdown:
+        print(markdown(checkpoints))
+    else:
+        console.print(rows)
 
 
 if __name__ == "__main__":

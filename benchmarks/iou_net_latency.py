@@ -10,7 +10,7 @@ Three graphs of one IoU-Net checkpoint, timed round by round on the same real im
 
 Ratios are medians of per-round ratios with their min–max spread, per CPU runtime and ``--max-candidates``.
 
-    python benchmarks/iou_net_latency.py --weights runs/frcnn_iou/best.pt --images synth/images
+    python benchmarks/iou_net_latency.py --weights runs/frcnn_iou/best.pt --images synth/images [--markdown]
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from onnx import helper, numpy_helper
 from rich.console import Console
 from rich.table import Table
 
-from _interleave import interleave
+from _interleave import Timings, interleave
+from _markdown import table as markdown_table
 from edgedet.export.nms import CANDIDATES, IOU_CANDIDATE, NMSConfig, append_nms
 from edgedet.export.onnx_export import ExportOptions, _build, _torch_export, export_model
 from edgedet.export.wrappers import build_wrapper
@@ -48,9 +49,23 @@ def head_only_graph(weights: str, nms: NMSConfig, max_candidates: int, path: Pat
     graph.graph.node.extend([helper.make_node("Mul", [IOU_CANDIDATE, "bench/zero"], ["bench/iou_zero"]),
                              helper.make_node("Add", ["bench/scores_raw", "bench/iou_zero"], ["cand_scores"])])
     graph.graph.output.remove(next(o for o in graph.graph.output if o.name == IOU_CANDIDATE))
-    graph = append_nms(graph, nms, input_size=size, num_classes=len(classes))
+    graph = append_nms(graph, nms, input_size=built.size, num_classes=len(built.classes))
     onnx.save(graph, str(path))
     return path
+
+
+#: The runtimes by the names the docs use.
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def markdown(results: list[tuple[str, int, Timings]]) -> str:
+    """docs/performance.md's IoU-Net latency table from (runtime, K, timings of plain/head/iou-nms) per row: median
+    ms to one decimal, ratios as medians of per-round ratios (min–max)."""
+    return markdown_table(
+        ["runtime", "K", "plain ms", "head ms", "iou-nms ms", "head vs plain", "IoU-NMS vs head", "iou-nms vs plain"],
+        [(RUNTIME_NAMES.get(runtime, runtime), str(k), *(f"{t.median_ms(n):.1f}" for n in ("plain", "head", "iou-nms")),
+          t.ratio_text("head", "plain"), t.ratio_text("iou-nms", "head"), t.ratio_text("iou-nms", "plain"))
+         for runtime, k, t in results])
 
 
 def main() -> None:
@@ -61,12 +76,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
     image = read_image(sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".png"))[0])
     table = Table(title=f"{Path(args.weights).name}: engine-only ms per image, CPU, {args.threads} threads, "
                         f"{args.rounds} interleaved rounds of {args.iters}")
     for col in ("runtime", "K", "plain", "head", "iou-nms", "head vs plain", "IoU-NMS vs head", "iou-nms vs plain"):
         table.add_column(col, justify="right")
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in args.max_candidates:
             paths = {}
@@ -85,10 +102,14 @@ def main() -> None:
                 batch, _ = preprocess_batch([image], first.input_size, first.resize, tuple(first.pad_value))
                 t = interleave({n: (lambda d=d: d.raw(batch)) for n, d in dets.items()}, rounds=args.rounds,
                                iters=args.iters)
+                results.append((runtime, k, t))
                 table.add_row(runtime, str(k), *(f"{t.median_ms(n):.2f}" for n in dets),
                               t.ratio_text("head", "plain"), t.ratio_text("iou-nms", "head"),
                               t.ratio_text("iou-nms", "plain"))
-    Console(width=200).print(table)
+    if args.markdown:
+        print(markdown(results))
+    else:
+        Console(width=200).print(table)
 
 
 if __name__ == "__main__":

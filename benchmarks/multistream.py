@@ -29,6 +29,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from _markdown import ratio
+from _markdown import table as markdown_table
 from edgedet.data.mjpeg import MjpegCamera
 from edgedet.data.synth import write_video
 from edgedet.export.onnx_export import ExportOptions, export_model
@@ -71,6 +73,34 @@ def _live_latency(det: Detector, frames: list[np.ndarray], streams: int) -> tupl
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), count / seconds / streams
 
 
+def result_tables(rows: list[tuple], live_rows: list[tuple],
+                  soak_rows: list[tuple]) -> list[tuple[str, list[str], list]]:
+    """(title, columns, rows of text) per table, from the measured rows of ``main``: the one source of the rich
+    tables and of the markdown ones, so both show the same figures the same way.
+
+    ``rows``: (model, runtime, streams, pipeline FPS, engine FPS, per-round N/1 ratios, per-round pipeline/engine
+    ratios); ``live_rows``: (model, runtime, cameras, p50 ms, p99 ms, FPS per camera); ``soak_rows``: (model,
+    runtime, frames, FPS, RSS MiB at start, at end).
+    """
+    tables = [
+        ("Aggregate FPS, file streams (pipeline) against the engine alone at batch N",
+         ["model", "runtime", "streams", "pipeline FPS", "engine FPS at batch N", "N streams / 1", "pipeline / engine"],
+         [(m, b, str(n), f"{f:.1f}", f"{e:.1f}", ratio(g), ratio(x)) for m, b, n, f, e, g, x in rows]),
+        (f"Live sources (MJPEG over HTTP, 30 FPS each, {LIVE_SECONDS:.0f} s): decode-to-result latency",
+         ["model", "runtime", "cameras", "p50 ms", "p99 ms", "FPS per camera"],
+         [(m, b, str(n), f"{p50:.0f}", f"{p99:.0f}", f"{f:.1f}") for m, b, n, p50, p99, f in live_rows]),
+    ]
+    if soak_rows:
+        tables.append(("Soak: 4 streams of 2 500 frames", ["model", "runtime", "frames", "FPS", "RSS start MiB", "RSS end MiB"],
+                       [(m, b, str(c), f"{f:.1f}", f"{a:.0f}", f"{z:.0f}") for m, b, c, f, a, z in soak_rows]))
+    return tables
+
+
+def markdown(tables: list[tuple[str, list[str], list]]) -> str:
+    """The tables of docs/performance.md's "Many streams, one engine", each after a blank line and its title."""
+    return "\n".join(f"\n{title}\n\n" + markdown_table(cols, body) for title, cols, body in tables)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", help="an edgedet checkpoint: the 'fixture' model")
@@ -81,7 +111,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--soak", action="store_true", help="also 10 000 frames over 4 streams")
-    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for the README)")
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
     if "fixture" in args.models and not args.weights:
         ap.error("--weights is needed for the 'fixture' model")
@@ -124,26 +154,11 @@ def main() -> None:
                     f, count = _pipeline_fps(det, soak)
                     soak_rows.append((model, backend, count, f, before, _rss_mib()))
 
-    def spread(v: list[float]) -> str:
-        return f"{statistics.median(v):.2f}× ({min(v):.2f}–{max(v):.2f})"
-
-    tables = [
-        ("Aggregate FPS, file streams (pipeline) against the engine alone at batch N",
-         ["model", "runtime", "streams", "pipeline FPS", "engine FPS at batch N", "N streams / 1", "pipeline / engine"],
-         [(m, b, str(n), f"{f:.1f}", f"{e:.1f}", spread(g), spread(x)) for m, b, n, f, e, g, x in rows]),
-        (f"Live sources (MJPEG over HTTP, 30 FPS each, {LIVE_SECONDS:.0f} s): decode-to-result latency",
-         ["model", "runtime", "cameras", "p50 ms", "p99 ms", "FPS per camera"],
-         [(m, b, str(n), f"{p50:.0f}", f"{p99:.0f}", f"{f:.1f}") for m, b, n, p50, p99, f in live_rows]),
-    ]
-    if soak_rows:
-        tables.append(("Soak: 4 streams of 2 500 frames", ["model", "runtime", "frames", "FPS", "RSS start MiB", "RSS end MiB"],
-                       [(m, b, str(c), f"{f:.1f}", f"{a:.0f}", f"{z:.0f}") for m, b, c, f, a, z in soak_rows]))
+    tables = result_tables(rows, live_rows, soak_rows)
+    if args.markdown:
+        print(markdown(tables))
+        return
     for title, cols, body in tables:
-        if args.markdown:
-            print(f"\n{title}\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-            for row in body:
-                print("| " + " | ".join(row) + " |")
-            continue
         table = Table(title=title)
         for c in cols:
             table.add_column(c, justify="right")

@@ -3,6 +3,7 @@
     pip install --no-deps nvidia-pytriton==0.5.14
     python benchmarks/serve_load.py --weights runs/demo/train/best.pt      # the demo's model
     python benchmarks/serve_load.py --model ssdlite320 --requests 200
+    python benchmarks/serve_load.py --weights runs/demo/train/best.pt --markdown   # docs/performance.md's table
 
 Two servers run side by side on loopback ports, one repository each, from the same dynamic-batch export: its
 end-to-end model with dynamic batching (``--queue-delay-us``) and without. For each client count the two are
@@ -26,6 +27,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _markdown import ratio  # noqa: E402
+from _markdown import table as markdown_table  # noqa: E402
+
+COLUMNS = ("clients", "configuration", "throughput req/s", "p50 ms", "p99 ms", "errors", "wrong")
 
 
 @dataclass
@@ -127,6 +133,27 @@ def memory_growth(server, grpc_address: str, model: str, payloads: list, expecte
     return before, server.rss_bytes(), load
 
 
+def result_rows(loads: dict[tuple[str, int], list[Load]]) -> list[list[str]]:
+    """One row per client count and configuration (fewest clients first, batching before no batching): medians
+    over the rounds of throughput, p50 and p99; errors and wrong answers summed over them."""
+    rows = []
+    for (key, clients), runs in sorted(loads.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        throughput, p50, p99 = (statistics.median(v) for v in zip(*[(r.throughput, r.p(50), r.p(99)) for r in runs]))
+        rows.append([str(clients), key, f"{throughput:.1f}", f"{p50:.2f}", f"{p99:.2f}",
+                     str(sum(len(r.errors) for r in runs)), str(sum(r.wrong for r in runs))])
+    return rows
+
+
+def markdown(loads: dict[tuple[str, int], list[Load]], queue_delay_us: int) -> str:
+    """docs/performance.md's "Serving on Triton: load" table: ``result_rows``, the first batching row naming the
+    queue delay (every batching row has the same one)."""
+    rows = result_rows(loads)
+    first = next((r for r in rows if r[1] == "batching"), None)
+    if first is not None:
+        first[1] = f"batching ({queue_delay_us} µs)"
+    return markdown_table(COLUMNS, rows)
+
+
 def main() -> int:
     from rich.console import Console
     from rich.table import Table
@@ -145,6 +172,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--queue-delay-us", type=int, default=200)
     ap.add_argument("--memory-requests", type=int, default=2000)
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,20 +203,22 @@ def main() -> int:
                 s.stop()
 
     console = Console(width=200)
-    table = Table(title=f"{res.metadata['model']} on Triton (CPU, Python backend, OpenVINO), {args.requests} requests "
-                        f"per cell, {args.rounds} alternating rounds (medians), queue delay {args.queue_delay_us} µs")
-    for col in ("clients", "configuration", "throughput req/s", "p50 ms", "p99 ms", "errors", "wrong"):
-        table.add_column(col, justify="right")
-    med = lambda xs: statistics.median(xs)  # noqa: E731
-    for (key, clients), runs in sorted(loads.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        table.add_row(str(clients), key, f"{med([r.throughput for r in runs]):.1f}", f"{med([r.p(50) for r in runs]):.2f}",
-                      f"{med([r.p(99) for r in runs]):.2f}", str(sum(len(r.errors) for r in runs)), str(sum(r.wrong for r in runs)))
-    console.print(table)
+    if args.markdown:  # the table, then (as plain lines) the figures the docs quote below it
+        print(markdown(loads, args.queue_delay_us) + "\n")
+    else:
+        table = Table(title=f"{res.metadata['model']} on Triton (CPU, Python backend, OpenVINO), {args.requests} "
+                            f"requests per cell, {args.rounds} alternating rounds (medians), queue delay "
+                            f"{args.queue_delay_us} µs")
+        for col in COLUMNS:
+            table.add_column(col, justify="right")
+        for row in result_rows(loads):
+            table.add_row(*row)
+        console.print(table)
     lo, hi = min(args.clients), max(args.clients)
     gain = [a.throughput / b.throughput for a, b in zip(loads[("batching", hi)], loads[("batching", lo)])]
     p50 = [a.p(50) / b.p(50) for a, b in zip(loads[("batching", lo)], loads[("no batching", lo)])]
-    console.print(f"batching: {hi} clients / {lo} client throughput {med(gain):.2f}× ({min(gain):.2f}–{max(gain):.2f}); "
-                  f"{lo}-client p50, batching / no batching {med(p50):.2f}× ({min(p50):.2f}–{max(p50):.2f})")
+    console.print(f"batching: {hi} clients / {lo} client throughput {ratio(gain)}; "
+                  f"{lo}-client p50, batching / no batching {ratio(p50)}")
     console.print(f"memory over {args.memory_requests} requests: {before / 2**20:.0f} → {after / 2**20:.0f} MiB "
                   f"({(after - before) / 2**20:+.1f} MiB); errors {len(mem.errors)}, wrong {mem.wrong}")
     bad = sum(len(r.errors) + r.wrong for runs in loads.values() for r in runs) + len(mem.errors) + mem.wrong

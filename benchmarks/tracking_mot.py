@@ -33,6 +33,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from _markdown import bold
+from _markdown import table as markdown_table
 from edgedet.data.synth import read_video_gt, video_gt_path, write_video
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.tracker import ByteTracker, box_iou
@@ -155,6 +157,13 @@ COLUMNS = ["boxes", "seed", "frames", "tracks", "input recall %", "MOTA %", "IDF
            "IDSW", "IDSW/100f/track", "recall %", "precision %"]
 
 
+def markdown(title: str, rows: list[list[str]]) -> str:
+    """The table of docs/performance.md's "Tracking quality", from ``rows_for``'s rows: the two label columns
+    left, the figures right-aligned, and the pooled ("all") rows' figures in bold, the ones the docs discuss."""
+    body = [[bold(v, r[1] == "all" and i > 1) for i, v in enumerate(r)] for r in rows]
+    return f"**{title}**\n\n" + markdown_table(COLUMNS, body, align=[None, None] + ["right"] * (len(COLUMNS) - 2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -169,7 +178,7 @@ def main() -> None:
     ap.add_argument("--low-thresh", type=float, default=0.1, help="ByteTracker: lowest score associated")
     ap.add_argument("--new-track-thresh", type=float, default=0.6, help="ByteTracker: lowest score starting a track")
     ap.add_argument("--class-agnostic", action="store_true", help="ByteTracker: associate across class labels")
-    ap.add_argument("--markdown", action="store_true", help="print a markdown table instead of a rich one")
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
 
     detector = None
@@ -198,11 +207,7 @@ def main() -> None:
              f"{args.low_thresh:g}/{args.track_thresh:g}/{args.new_track_thresh:g} (low/high/new)"
              + (", class-agnostic" if args.class_agnostic else ", per class"))
     if args.markdown:
-        print(f"**{title}**\n")
-        print("| " + " | ".join(COLUMNS) + " |")
-        print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|")
-        for r in rows:
-            print("| " + " | ".join(f"**{v}**" if r[1] == "all" and i > 1 else v for i, v in enumerate(r)) + " |")
+        print(markdown(title, rows))
         return
     table = Table(title=title)
     for i, col in enumerate(COLUMNS):
