@@ -55,7 +55,7 @@ def auto_onnx_backend(kind: str | None = None, providers: list | None = None, pr
     """What ``backend="auto"`` runs an ``.onnx`` with: ONNX Runtime, except for an INT8 graph on a machine
     without a GPU provider, which goes to OpenVINO where it is installed.
 
-    Measured on a 2-core Xeon (README, "CPU deployment", interleaved): FP32 is a draw (OpenVINO/ONNX Runtime
+    Measured on a 2-core Xeon (docs/performance.md, "CPU deployment", interleaved): FP32 is a draw (OpenVINO/ONNX Runtime
     0.97-1.03x on ssdlite320, 0.77-1.02x on the tiny fixture), so FP32/FP16 stay on ONNX Runtime; the Q/DQ
     INT8 graph runs 2.5-3.9x faster in OpenVINO, which executes it as INT8 kernels, while ONNX Runtime runs
     it slower than FP32 (0.28-0.41x). A GPU provider, a CUDA device or explicit providers mean ONNX Runtime."""

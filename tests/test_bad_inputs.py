@@ -1,5 +1,5 @@
-"""Rows of ../shared/bad-inputs.md that were BAD (a traceback, a silent wrong result), each now one clear line
-and exit 1, or handled with a warning. Numbers in the test ids are the rows of that list.
+"""The bad inputs listed in docs/bad-inputs.md, each one clear line and exit 1, or handled with a warning (never a
+traceback or a silent wrong result). Numbers in the test ids are the numbers of that list.
 
 Engines here are real exports of ssdlite_tiny (random weights): the checks are about files and options,
 not about what the model detects.

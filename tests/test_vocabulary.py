@@ -1,5 +1,5 @@
 """One CLI vocabulary: every flag more than one verb takes comes from edgedet/cli/_vocabulary.py, means one
-thing, and the README's table is the one the module prints; old spellings still work, with a warning."""
+thing, and the table in docs/cli.md is the one the module prints; old spellings still work, with a warning."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from conftest import run_edgedet
 from edgedet.cli import _vocabulary, build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CLI_DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 
 def _verb_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -44,11 +44,12 @@ def test_a_verb_cannot_change_a_shared_flags_meaning():
         _vocabulary.add(argparse.ArgumentParser(), "score-thresh", help="something else")
 
 
-def test_readme_table_is_the_vocabulary():
-    text = README.read_text()
+def test_cli_doc_table_is_the_vocabulary():
+    text = CLI_DOC.read_text(encoding="utf-8")
     table = _vocabulary.markdown_table()
     assert table.count("\n") > 25
-    assert table in text, "README's vocabulary table is stale: _vocabulary.markdown_table() prints it"
+    assert table in text, ("docs/cli.md's vocabulary table is stale: paste what "
+                           "_vocabulary.markdown_table() prints")
 
 
 @pytest.mark.parametrize("argv, dest, value", [

@@ -3,8 +3,8 @@
 A verb asks for a flag by name (``add(p, "score-thresh", default=0.4)``); it may choose the default, whether
 the flag is required, and a detail appended to the shared help, but never its meaning, type or spelling.
 Old spellings stay for one release as deprecated aliases that warn and fill the same destination.
-``python -m edgedet.cli._vocabulary`` prints the README's vocabulary table from this module, and a test
-keeps the README equal to it, and another that no verb re-declares a shared flag by hand.
+``python -m edgedet.cli._vocabulary`` prints the vocabulary table of docs/cli.md from this module, and a test
+keeps docs/cli.md equal to it, and another that no verb re-declares a shared flag by hand.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ FLAGS: dict[str, Flag] = _flags(
          {"action": "store_true"}),
 )
 
-# Each verb's shared flags, in the order its --help lists them. The README table is built from this.
+# Each verb's shared flags, in the order its --help lists them. The table in docs/cli.md is built from this.
 _ALLOWED = {"default", "required", "choices", "type", "metavar", "dest", "nargs", "action"}
 
 
@@ -295,7 +295,7 @@ def parse_imgsz(values: list[int] | None) -> tuple[int, int] | None:
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
-# --------------------------------------------------------------------------------------------- README table
+# --------------------------------------------------------------------------------------------- docs table
 
 
 def usage() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -320,7 +320,7 @@ def usage() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
 
 
 def markdown_table() -> str:
-    """The README's vocabulary table: ``python -c "from edgedet.cli._vocabulary import markdown_table as t;
+    """The vocabulary table of docs/cli.md: ``python -c "from edgedet.cli._vocabulary import markdown_table as t;
     print(t())"``."""
     used, old = usage()
     lines = ["| flag | meaning | verbs | old spelling, deprecated (verb) |", "|---|---|---|---|"]
