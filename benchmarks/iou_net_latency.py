@@ -28,6 +28,7 @@ from rich.table import Table
 from _interleave import Timings, interleave
 from _markdown import table as markdown_table
 from edgedet.export.nms import CANDIDATES, IOU_CANDIDATE, NMSConfig, append_nms
+from edgedet.export.exporters import resolve_opset
 from edgedet.export.onnx_export import ExportOptions, _build, _torch_export, export_model
 from edgedet.export.wrappers import build_wrapper
 from edgedet.data.imageio import read_image
@@ -41,7 +42,8 @@ def head_only_graph(weights: str, nms: NMSConfig, max_candidates: int, path: Pat
     built = _build(opts)
     wrapper = build_wrapper(built.model, built.entry.deploy, built.size, score_thresh=nms.score_thresh,
                             max_candidates=max_candidates, iou=True).eval()
-    graph = _torch_export(wrapper, 1, False, built.size, opts.opset, (*CANDIDATES, IOU_CANDIDATE))
+    graph = _torch_export(wrapper, 1, False, built.size, resolve_opset(opts.exporter, opts.opset),
+                          (*CANDIDATES, IOU_CANDIDATE), opts.exporter)
     for node in graph.graph.node:
         node.output[:] = ["bench/scores_raw" if o == "cand_scores" else o for o in node.output]
     zero = numpy_helper.from_array(np.zeros((), np.float32), "bench/zero")

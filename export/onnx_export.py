@@ -7,7 +7,6 @@ sidecar → ``onnx.checker`` (full check) → atomic write → optional parity c
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import warnings
@@ -21,13 +20,13 @@ from edgedet import __version__, log
 from edgedet.errors import EdgedetError
 from edgedet.export.nms import CANDIDATES, NMSConfig, append_nms
 from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
+from edgedet.export.exporters import DEFAULT_EXPORTER, export_graph, graph_opset, resolve_opset
 from edgedet.export.wrappers import build_wrapper, configure_reference, pad_value, set_rpn_proposals
 from edgedet.fileio import atomic_path, atomic_write_json
 from edgedet.runtime.input_format import DESCRIPTION, INPUT_FORMATS, UINT8_NHWC, shape_of, to_engine_input
 from edgedet.runtime.metadata import PROPS_KEY, SCHEMA_VERSION, sidecar_path
 from edgedet.runtime.precisions import PRECISIONS
 
-MIN_OPSET = 17
 #: What ``export`` writes for: every TensorRT version edgedet builds with (metadata ``target``).
 EXPORT_TARGET = "tensorrt"
 
@@ -49,7 +48,8 @@ class ExportOptions:
     rpn_score_thresh: float | None = None
     rpn_post_nms_top_n: int | None = None  # proposals per image: the box head's static workload
     max_candidates: int = 1000
-    opset: int = MIN_OPSET
+    opset: int | None = None  # None: the exporter's oldest (edgedet.export.exporters.EXPORTERS)
+    exporter: str = DEFAULT_EXPORTER  # torch-export or torchscript (edgedet.export.exporters)
     input_format: str = UINT8_NHWC  # float-nchw: the input DeepStream's nvinfer writes (edgedet.runtime.input_format)
     out_dir: str = "exports"
     name: str | None = None
@@ -89,18 +89,8 @@ def _versions() -> dict[str, str | None]:
             "onnx": onnx.__version__, "onnxruntime": ort_version, "tensorrt": trt_version}
 
 
-def _newest_opset() -> int:
-    """The newest opset the TorchScript exporter writes (asking it for more printed ~1 000 lines of graph IR to
-    stdout before its error)."""
-    from torch.onnx import _constants
-
-    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET))
-
-
 def _check_options(opts: ExportOptions) -> None:
-    if not MIN_OPSET <= opts.opset <= _newest_opset():
-        raise EdgedetError(f"--opset must be in {MIN_OPSET}..{_newest_opset()} (the newest the exporter writes), "
-                           f"not {opts.opset}")
+    resolve_opset(opts.exporter, opts.opset)
     if opts.name is not None and (opts.name in ("", ".", "..") or Path(opts.name).name != opts.name
                                   or "\\" in opts.name):
         raise EdgedetError(f"--name is a file stem inside the output folder, not a path: {opts.name!r}")
@@ -151,20 +141,15 @@ def _build(opts: ExportOptions) -> Built:
 
 
 def _torch_export(wrapper, batch: int, dynamic: bool, size: tuple[int, int], opset: int,
-                  outputs: tuple[str, ...] = CANDIDATES) -> onnx.ModelProto:
-    """The wrapper's candidate graph, traced on an input of the format it was built for."""
+                  outputs: tuple[str, ...] = CANDIDATES, exporter: str = DEFAULT_EXPORTER,
+                  what: str = "the model") -> onnx.ModelProto:
+    """The wrapper's candidate graph, exported on an input of the format it was built for."""
     import torch
 
     input_format = wrapper.normalize.input_format
     example = torch.zeros(shape_of(input_format, batch, size),
                           dtype=torch.uint8 if input_format == UINT8_NHWC else torch.float32)
-    buf = io.BytesIO()
-    dynamic_axes = {n: {0: "batch"} for n in ("images", *outputs)} if dynamic else None
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about Python values are expected and harmless here
-        torch.onnx.export(wrapper, (example,), buf, dynamo=False, opset_version=opset, input_names=["images"],
-                          output_names=list(outputs), dynamic_axes=dynamic_axes, do_constant_folding=True)
-    return onnx.load_from_string(buf.getvalue())
+    return export_graph(wrapper, example, exporter=exporter, opset=opset, outputs=outputs, dynamic=dynamic, what=what)
 
 
 def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -191,6 +176,7 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in half.graph.node:
         if node.name in to_float:
             next(a for a in node.attribute if a.name == "to").i = onnx.TensorProto.FLOAT16
+    _constant_of_shape_in_fp16(half)
     # keep_io_types misses outputs produced by the converter's own casts around blocked ops (TopK):
     # cast any output still typed FP16 back to FP32, as the NMS tail and the contract expect.
     for out in half.graph.output:
@@ -202,6 +188,24 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             half.graph.node.append(onnx.helper.make_node("Cast", [out.name + "_fp16"], [out.name], to=onnx.TensorProto.FLOAT))
             out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
     return half
+
+
+def _constant_of_shape_in_fp16(half: onnx.ModelProto) -> None:
+    """The converter retypes a ConstantOfShape's output as FP16 but leaves its ``value`` FP32 (torch-export graphs
+    fill tensors this way; without a value it is a float32 zero), which shape inference refuses; give such a value
+    the output's type."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    fp16 = {v.name for v in half.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    for node in half.graph.node:
+        if node.op_type != "ConstantOfShape" or node.output[0] not in fp16:
+            continue
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        if value is None:  # no value: a float32 zero
+            node.attribute.append(onnx.helper.make_attribute("value", numpy_helper.from_array(np.zeros(1, np.float16))))
+        elif value.t.data_type == onnx.TensorProto.FLOAT:
+            value.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(value.t).astype(np.float16), value.t.name))
 
 
 def _to_int8(model: onnx.ModelProto, opts: ExportOptions, size: tuple[int, int], resize: str,
@@ -257,9 +261,11 @@ def export_model(opts: ExportOptions) -> ExportResult:
     wrapper = build_wrapper(model, family, size, score_thresh=nms.score_thresh,
                             max_candidates=opts.max_candidates, input_format=opts.input_format, **family_opts).eval()
     batch = opts.dynamic_batch or opts.batch
+    opset = resolve_opset(opts.exporter, opts.opset)
     candidates = _torch_export(wrapper, opts.batch if not opts.dynamic_batch else 1, bool(opts.dynamic_batch), size,
-                               opts.opset, nms.candidates)
+                               opset, nms.candidates, opts.exporter, entry.name)
     dtype, layout = DESCRIPTION[opts.input_format]
+    versions = _versions()
 
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "model": entry.name, "family": entry.family, "target": EXPORT_TARGET,
@@ -271,7 +277,8 @@ def export_model(opts: ExportOptions) -> ExportResult:
         "nms": nms.to_dict(), "max_candidates": opts.max_candidates,
         "rpn_score_thresh": opts.rpn_score_thresh if family.two_stage else None,
         "rpn_post_nms_top_n": opts.rpn_post_nms_top_n if family.two_stage else None,
-        "opset": opts.opset, "versions": _versions(), "weights": opts.weights if opts.weights == "none" else Path(opts.weights).name,
+        "opset": graph_opset(candidates), "exporter": {"name": opts.exporter, "version": versions["torch"]},
+        "versions": versions, "weights": opts.weights if opts.weights == "none" else Path(opts.weights).name,
         "weights_sha256": sha, "iou_net": iou_net,
     }
     graphs = {"fp32": candidates}

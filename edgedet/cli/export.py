@@ -10,6 +10,8 @@ HELP = "export a zoo model to static ONNX with in-graph NMS (ONNX op or TensorRT
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
+    from edgedet.export.exporters import DEFAULT_EXPORTER, EXPORTERS
+
     v.add_model(p, device=False)  # export traces on the CPU
     batch = p.add_mutually_exclusive_group()
     v.add(batch, "batch", default=1, detail="the graph's fixed batch")
@@ -26,7 +28,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8-weight-bits", type=int, choices=[7, 8], default=7,
                    help="INT8 weight range: 7 (default) never saturates the int16 sums of x86 CPUs without VNNI "
                         "(ONNX Runtime, OpenVINO); 8 for GPU-only (TensorRT) deployments")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; at least 17)")
+    p.add_argument("--exporter", choices=list(EXPORTERS), default=DEFAULT_EXPORTER,
+                   help=f"how PyTorch writes the ONNX: torch-export (torch.onnx.export on torch.export) or torchscript "
+                        f"(the tracer PyTorch deprecates); default {DEFAULT_EXPORTER}")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's oldest, 17 torchscript, 18 "
+                                             "torch-export)")
     v.add(p, "out", default="exports")
     p.add_argument("--name", help="file stem (default: the model name)")
     v.add(p, "force")
@@ -49,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         int8=args.int8, calib_images=args.calib_images, calib_count=args.calib_count, calib_method=args.calib_method,
         int8_weight_bits=args.int8_weight_bits,
         rpn_score_thresh=args.rpn_score_thresh, rpn_post_nms_top_n=args.rpn_post_nms_top_n,
-        max_candidates=args.max_candidates, opset=args.opset, input_format=args.input_format,
+        max_candidates=args.max_candidates, opset=args.opset, exporter=args.exporter,
+        input_format=args.input_format,
         out_dir=args.out, name=args.name, force=args.force, verify=args.verify, verify_source=args.verify_source,
         check=not args.no_check,
     )
