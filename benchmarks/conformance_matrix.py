@@ -46,8 +46,11 @@ def _agreement(path: Path, images: np.ndarray, score: float) -> tuple[int, float
     return rep.reference_boxes, rep.agreement, black
 
 
-def _initializer_mb(graph) -> float:
-    return sum(len(t.raw_data) or 4 * int(np.prod(t.dims)) for t in graph.graph.initializer) / 1e6
+def initializer_mb(graph) -> float:
+    """The weights a graph carries, in MB (tensors stored as typed fields are sized from their values)."""
+    from onnx import numpy_helper
+
+    return sum(len(t.raw_data) or numpy_helper.to_array(t).nbytes for t in graph.graph.initializer) / 1e6
 
 
 def _same_as(path: Path, reference: Path, images: np.ndarray) -> str:
@@ -96,7 +99,7 @@ def run_one(model: str, out: Path, calib: Path, imgsz: tuple[int, int] | None, s
         graph = onnx.load(str(path))
         checks = {t: check_model(graph, t) for t in TRT_TARGETS}
         row = {"model": model, "exporter": exporter, "graph": precision, "nodes": checks["trt10.3"].nodes,
-               "init MB": round(_initializer_mb(graph), 1),
+               "init MB": round(initializer_mb(graph), 1),
                **{t: "PASS" if r.passed else f"FAIL {r.errors[0]}" for t, r in checks.items()},
                "warnings": sum(len(r.warnings) for r in checks.values())}
         if precision.endswith("efficient"):

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from _interleave import Timings, interleave
+from conformance_matrix import initializer_mb
 from _markdown import ratio, table
 
 EXPORTERS = ("torchscript", "torch-export")
@@ -62,8 +62,7 @@ def measure(model: str, rounds: int, threads: int, imgsz, tmp: Path) -> Row:
             export_s[exporter].append(time.perf_counter() - t0)
     graphs = {e: onnx.load(str(p)) for e, p in paths.items()}
     nodes = {e: len(g.graph.node) for e, g in graphs.items()}
-    init_mb = {e: sum(len(t.raw_data) or 4 * int(np.prod(t.dims)) for t in g.graph.initializer) / 1e6
-               for e, g in graphs.items()}
+    init_mb = {e: initializer_mb(g) for e, g in graphs.items()}
     dets = {f"{b} {e}": Detector(p, backend=b, threads=threads) for e, p in paths.items()
             for b in ("onnxruntime", "openvino")}
     meta = next(iter(dets.values())).metadata["input"]

@@ -67,7 +67,7 @@ def export_graph(wrapper, example, *, exporter: str, opset: int, outputs: tuple[
         if exporter == "torchscript":
             model = _torchscript(wrapper, example, opset, outputs, dynamic)
         else:
-            model = _torch_export(wrapper, example, opset, outputs, dynamic, what)
+            model = _dynamo(wrapper, example, opset, outputs, dynamic, what)
     if graph_opset(model) != opset:
         raise EdgedetError(f"--exporter {exporter} wrote opset {graph_opset(model)} for {what}, not the {opset} asked "
                            f"for; export with --opset {graph_opset(model)} or --exporter {FALLBACK[exporter]}")
@@ -85,8 +85,7 @@ def _torchscript(wrapper, example, opset: int, outputs: tuple[str, ...], dynamic
     return onnx.load_from_string(buf.getvalue())
 
 
-def _torch_export(wrapper, example, opset: int, outputs: tuple[str, ...], dynamic: bool,
-                  what: str) -> onnx.ModelProto:
+def _dynamo(wrapper, example, opset: int, outputs: tuple[str, ...], dynamic: bool, what: str) -> onnx.ModelProto:
     import torch
 
     if dynamic and example.shape[0] < 2:  # torch.export specialises a size-1 dimension to the constant 1

@@ -18,6 +18,7 @@ from edgedet.export.nms import NMSConfig
 from edgedet.export.onnx_export import ExportOptions, export_model
 from edgedet.export.parity import verify_images
 from edgedet.runtime import Detector
+from edgedet.runtime.metadata import sidecar_path
 from edgedet.runtime.plugins import iou_matrix
 
 
@@ -48,7 +49,7 @@ def _assert_same_detections(a: Detector, b: Detector, images: list[np.ndarray]) 
 
 def _check_metadata(result, exporter: str) -> None:
     path = result.artifacts["fp32"]
-    meta = json.loads(path.with_suffix(".json").read_text())
+    meta = json.loads(sidecar_path(path).read_text())
     assert meta["exporter"]["name"] == exporter and meta["exporter"]["version"] == meta["versions"]["torch"]
     assert meta["opset"] == graph_opset(onnx.load(str(path))) == EXPORTERS[exporter]
     assert all(r["passed"] for r in meta["check"].values()) and len(meta["check"]) >= 3  # trt10.3, trt10, trt11
