@@ -57,6 +57,8 @@ from torch.nn import functional as F
 from edgedet.errors import ModelError
 from edgedet.export.common import NormalizeInput
 from edgedet.export.conformance import TENSORRT_TOPK_LIMIT
+from edgedet.models.iou_net import iou_from_output
+from edgedet.models.iou_nms import KEY_FLOOR, RANKS
 from edgedet.runtime.input_format import UINT8_NHWC
 
 __all__ = ["FasterRCNNDeploy", "TENSORRT_TOPK_LIMIT"]
@@ -135,8 +137,11 @@ class FasterRCNNDeploy(nn.Module):
         rpn_pre_nms_top_n: proposals kept per level before the RPN NMS; default: the model's test value.
         rpn_post_nms_top_n: proposals kept per image after the RPN NMS; default: the model's test value.
         rpn_score_thresh: objectness below this masks a proposal out; default: the model's ``rpn.score_thresh``.
-        iou: also return ``cand_ious [B, K]``, the IoU head's predicted IoU of each candidate for its class
-            (0 for padding), for the IoU-guided NMS tail; needs a model built with ``iou_head=true``.
+        iou_rank: ``"iou"`` or ``"score_iou"``: also return ``cand_ious [B, K]``, the IoU head's predicted IoU of
+            each candidate for its class (0 for padding), for the IoU-guided NMS tail ranking by that key; needs a
+            model built with ``iou_head=true`` and ``K`` ≥ the (proposal, class) pair count: a low-scored box with
+            a high predicted IoU can own a cluster, so no cut (by score or by key) leaves IoU-guided NMS's result
+            as it is. The candidates come ordered by the ranking key, ties by pair index, as the reference ranks.
 
     ``forward(images uint8 [B, H, W, 3] RGB) -> (boxes float32 [B, K, 4] x1y1x2y2 input pixels,
     scores float32 [B, K], labels int64 [B, K] 0-based)``; ``B`` is fixed when the graph is exported.
@@ -152,7 +157,7 @@ class FasterRCNNDeploy(nn.Module):
         rpn_pre_nms_top_n: int | None = None,
         rpn_post_nms_top_n: int | None = None,
         rpn_score_thresh: float | None = None,
-        iou: bool = False,
+        iou_rank: str | None = None,
         input_format: str = UINT8_NHWC,
     ) -> None:
         super().__init__()
@@ -163,7 +168,7 @@ class FasterRCNNDeploy(nn.Module):
         self._adopt_modules(model, input_format)
         features = self._resolve_rpn(model.rpn, rpn_score_thresh, rpn_pre_nms_top_n, rpn_post_nms_top_n)
         self._resolve_roi_pool(model.roi_heads.box_roi_pool, features)
-        self._resolve_candidates(model.roi_heads, iou)
+        self._resolve_candidates(model.roi_heads, iou_rank)
 
     def _adopt_modules(self, model: nn.Module, input_format: str) -> None:
         """GeneralizedRCNNTransform without its resize, and the modules the graph shares with the eager model."""
@@ -240,20 +245,32 @@ class FasterRCNNDeploy(nn.Module):
         self.pool_canonical_scale = float(pool.canonical_scale)
         self.pool_canonical_level = float(pool.canonical_level)
 
-    def _resolve_candidates(self, roi_heads: nn.Module, iou: bool) -> None:
+    def _resolve_candidates(self, roi_heads: nn.Module, iou_rank: str | None) -> None:
         """The (proposal, class) candidates the box head yields: their count, labels and the IoU head's."""
         num_classes = int(self.box_predictor.cls_score.out_features)
         if num_classes < 2:
             raise ModelError("the box predictor needs at least one class besides background")
         self.num_classes = num_classes - 1  # without background
         self.topk_candidates = min(self.max_candidates, self.post_nms_top_n * self.num_classes)
-        self.iou = bool(iou)
-        if self.iou:
+        self.iou_rank = iou_rank
+        if iou_rank is not None:
+            if iou_rank not in RANKS:
+                raise ModelError(f"iou_rank must be one of {', '.join(RANKS)}, not {iou_rank!r}")
             if not hasattr(roi_heads, "iou_head"):
                 raise ModelError("--nms-mode iou/score_iou needs a model with an IoU head (--model-arg iou_head=true)")
             self.iou_head = roi_heads.iou_head
             self.iou_pool_kind = roi_heads.iou_pool_kind
             self.iou_class_agnostic = bool(roi_heads.iou_class_agnostic)
+            self.iou_loss_kind = roi_heads.iou_loss_kind
+            pairs = self.post_nms_top_n * self.num_classes
+            if self.max_candidates < pairs:
+                fits = TENSORRT_TOPK_LIMIT // self.num_classes
+                raise ModelError(
+                    f"--nms-mode {iou_rank} needs --max-candidates ≥ {pairs}, every (proposal, class) pair "
+                    f"({self.post_nms_top_n} × {self.num_classes}): a low-scored box with a high predicted IoU can own "
+                    "a cluster, so any cut changes what IoU-guided NMS returns; "
+                    + (f"raise --max-candidates to {pairs}" if pairs <= TENSORRT_TOPK_LIMIT else
+                       f"lower --rpn-post-nms-top-n to ≤ {fits} (TensorRT's TopK limit is {TENSORRT_TOPK_LIMIT})"))
         # label of each flattened (proposal, class) candidate, 0-based
         self.register_buffer(
             "candidate_labels", torch.arange(self.num_classes, dtype=torch.int64).repeat(self.post_nms_top_n),
@@ -368,7 +385,7 @@ class FasterRCNNDeploy(nn.Module):
         return self._pool_levels(flat, pooled)
 
     def _candidate_ious(self, features: dict[str, Tensor], boxes: Tensor, labels: Tensor, used: Tensor) -> Tensor:
-        """The IoU head on the candidates: ``[B, K]`` predicted IoU of each box for its class, 0 where unused."""
+        """The IoU head on the candidates: ``[B, N]`` predicted IoU of each box for its class, 0 where unused."""
         batch, num = boxes.shape[0], boxes.shape[1]
         if self.iou_pool_kind == "prroi":
             pooled = self._prroi_pool(features, boxes)
@@ -379,7 +396,7 @@ class FasterRCNNDeploy(nn.Module):
             chosen = logits[:, 0]
         else:
             chosen = torch.gather(logits, 1, labels.reshape(batch * num, 1))[:, 0]
-        ious = torch.sigmoid(chosen).reshape(batch, num)
+        ious = iou_from_output(chosen, self.iou_loss_kind).reshape(batch, num)
         return torch.where(used, ious, torch.zeros_like(ious))
 
     def _roi_pool(self, features: dict[str, Tensor], proposals: Tensor) -> Tensor:
@@ -408,7 +425,7 @@ class FasterRCNNDeploy(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         """images uint8 ``[B, H, W, 3]`` RGB, ``(H, W) == input_size`` →
         ``boxes`` float32 ``[B, K, 4]`` x1y1x2y2 in input pixels, ``scores`` float32 ``[B, K]`` (0 for padding /
-        masked), ``labels`` int64 ``[B, K]`` 0-based class index; ``K = max_candidates``; with ``iou=True``
+        masked), ``labels`` int64 ``[B, K]`` 0-based class index; ``K = max_candidates``; with ``iou_rank``
         also ``ious`` float32 ``[B, K]``."""
         height, width = self.input_size
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
@@ -435,7 +452,17 @@ class FasterRCNNDeploy(nn.Module):
         num_pairs = num_props * self.num_classes
         scores = scores.reshape(batch, num_pairs)
         boxes = boxes.reshape(batch, num_pairs, 4)
-        top_scores, top_idx = _topk(scores, self.topk_candidates)
+        if self.iou_rank is None:
+            top_scores, top_idx = _topk(scores, self.topk_candidates)
+            ious = None
+        else:  # the IoU head on every pair, ordered by the ranking key (ties: the lower pair index, as the loop)
+            labels = self.candidate_labels[None].expand(batch, num_pairs)
+            all_ious = self._candidate_ious(features, boxes, labels, scores > 0.0)
+            key = all_ious if self.iou_rank == "iou" else scores * all_ious
+            key = torch.where(scores > 0.0, key.clamp(min=KEY_FLOOR), torch.zeros_like(key))
+            _, top_idx = _topk(key, self.topk_candidates)
+            top_scores = torch.gather(scores, 1, top_idx)
+            ious = torch.gather(all_ious, 1, top_idx)
         top_boxes = torch.gather(boxes, 1, top_idx[:, :, None].expand(batch, self.topk_candidates, 4))
         top_labels = self.candidate_labels.index_select(0, top_idx.reshape(-1)).reshape(batch, self.topk_candidates)
         # Zero the rows of masked candidates so ties among them cannot make backends disagree. The
@@ -443,9 +470,8 @@ class FasterRCNNDeploy(nn.Module):
         # inside the graph: graph surgery that renames or re-casts an output (the FP16 converter's
         # output casts, the NMS tail) then cannot leave an internal consumer with the wrong type.
         used = top_scores > 0.0
-        # the IoU head pools the boxes before the Where below, whose output is a graph output: no output
-        # may be read inside the graph (see above); the head's rows for unused candidates are zeroed anyway
-        ious = self._candidate_ious(features, top_boxes, top_labels, used) if self.iou else None
+        if ious is not None:  # the IoU head read the boxes before the Where below, whose output is a graph output
+            ious = torch.where(used, ious, torch.zeros_like(ious))
         top_boxes = torch.where(used[:, :, None], top_boxes, torch.zeros_like(top_boxes))
         top_labels = torch.where(used, top_labels, torch.zeros_like(top_labels))
         top_scores = torch.where(used, top_scores, torch.zeros_like(top_scores))

@@ -29,10 +29,7 @@ from onnx import TensorProto, helper
 from edgedet.export.nms import (
     IOU_CANDIDATE, MIN_SCORE_THRESH, NMS_PREFIX, NMSConfig, _const, class_scores_nodes, dense_to_outputs,
 )
-
-#: floor of the ranking key of a valid candidate, so a predicted IoU of ~0 still enters NonMaxSuppression
-#: (which keeps only scores above its threshold, ``MIN_SCORE_THRESH``)
-KEY_FLOOR = 1e-5
+from edgedet.models.iou_nms import KEY_FLOOR
 
 
 def _reduce_max(data: str, output: str, axis: int, opset: int) -> list[onnx.NodeProto]:

@@ -257,7 +257,7 @@ def export_model(opts: ExportOptions) -> ExportResult:
     iou_net = iou_net_metadata(model, nms)
     family_opts = {"rpn_score_thresh": opts.rpn_score_thresh} if family.two_stage else {}
     if nms.mode != "standard":
-        family_opts["iou"] = True
+        family_opts["iou_rank"] = nms.mode
     wrapper = build_wrapper(model, family, size, score_thresh=nms.score_thresh,
                             max_candidates=opts.max_candidates, input_format=opts.input_format, **family_opts).eval()
     batch = opts.dynamic_batch or opts.batch
@@ -326,7 +326,9 @@ def iou_net_metadata(model, nms: NMSConfig) -> dict[str, Any] | None:
         return None
     return {
         "head": True, "pool": heads.iou_pool_kind, "class_agnostic": bool(heads.iou_class_agnostic),
-        "nms_mode": nms.mode,
+        "loss": heads.iou_loss_kind, "nms_mode": nms.mode,
+        "candidates": ("every (proposal, class) pair, ordered by the ranking key" if nms.mode != "standard"
+                       else "the best --max-candidates by score"),
         "refinement": "not exported: it is gradient ascent through the IoU head (autograd); the graph uses the "
                       "IoU head's prediction as is",
         "head_used": nms.mode != "standard",

@@ -16,9 +16,9 @@ from onnx import TensorProto, helper
 from edgedet.errors import EdgedetError, ModelError
 from edgedet.export.nms import IOU_CANDIDATE, NMSConfig, append_nms
 from edgedet.models import create_model
-from edgedet.models.iou_net import IOU_BINS, jitter_boxes, validate_iou_options
-from edgedet.models.iou_nms import iou_guided_nms, refine_boxes
-from edgedet.models.prroi_pool import prroi_pool_image
+from edgedet.models.iou_net import IOU_BINS, iou_from_output, jitter_boxes, validate_iou_options
+from edgedet.models.iou_nms import KEY_FLOOR, OMEGA_2, iou_guided_nms, refine_boxes
+from edgedet.models.prroi_pool import MultiScalePrRoIPool, prroi_pool_image
 
 from conftest import one_line
 
@@ -129,7 +129,7 @@ def test_exported_tail_keeps_a_box_alone_at_iou_threshold_one(tmp_path):
     np.testing.assert_allclose(out_scores[0], [0.95, 0.6, 0.5], rtol=1e-6)
 
 
-def _random_candidates(seed: int, k: int = 80, classes: int = 3):
+def _random_candidates(seed: int, k: int = 80, classes: int = 3, floor_ties: bool = False):
     rng = np.random.default_rng(seed)
     centres, sizes = rng.uniform(20, 80, (6, 2)), rng.uniform(10, 30, (6, 2))  # clusters of overlapping boxes
     which = rng.integers(0, len(centres), k)
@@ -140,20 +140,24 @@ def _random_candidates(seed: int, k: int = 80, classes: int = 3):
     scores[rng.uniform(size=k) < 0.2] = 0.0  # masked rows, as the wrapper zeroes them
     ious = rng.uniform(0.0, 1.0, k).astype(np.float32)
     labels = rng.integers(0, classes, k)
+    if floor_ties:  # a third of the IoUs below KEY_FLOOR: their keys tie at the floor, resolved by index
+        ious[rng.uniform(size=k) < 0.33] = KEY_FLOOR / 10
     boxes[scores == 0], ious[scores == 0], labels[scores == 0] = 0.0, 0.0, 0
     return boxes, scores, labels, ious
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("mode", ["iou", "score_iou"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_exported_tail_matches_the_sequential_reference(runtime, mode, seed, tmp_path):
-    boxes, scores, labels, ious = _random_candidates(seed)
+@pytest.mark.parametrize("seed, floor_ties", [(0, False), (1, False), (2, False), (3, True)])
+def test_exported_tail_matches_the_sequential_reference(runtime, mode, seed, floor_ties, tmp_path):
+    boxes, scores, labels, ious = _random_candidates(seed, floor_ties=floor_ties)
     score_thresh, iou_thresh, max_dets = 0.1, 0.5, 60
     valid = scores > score_thresh
     keep, ref_scores = iou_guided_nms(boxes[valid], scores[valid], ious[valid], labels[valid], iou_thresh, mode)
     ref_boxes, ref_labels = boxes[valid][keep], labels[valid][keep]
     assert len(keep) >= 10, "the example must keep boxes"
+    if floor_ties:  # kept boxes whose keys tie at the floor: the graph must resolve them as the loop does
+        assert (ious[valid][keep] < KEY_FLOOR).sum() >= 3
     assert (ref_scores > scores[valid][keep] + 1e-6).any(), "some kept box must take a better score from its cluster"
     model = _tail_model(len(boxes), 3, NMSConfig(score_thresh=score_thresh, iou_thresh=iou_thresh,
                                                  max_dets=max_dets, mode=mode), 17)
@@ -201,8 +205,87 @@ def test_refinement_climbs_the_predicted_iou():
     before = predict(boxes)
     assert (iou > before + 0.02).all(), (before, iou)
     torch.testing.assert_close(iou, predict(refined))
-    same, same_iou = refine_boxes(target.clone(), predict, steps=5)  # already perfect: stays put
-    torch.testing.assert_close(same, target) and torch.testing.assert_close(same_iou, torch.ones(1))
+    same, same_iou = refine_boxes(target.clone(), predict, steps=5)  # already perfect: no gradient, stays put
+    torch.testing.assert_close(same, target)
+    torch.testing.assert_close(same_iou, torch.ones(1))
+
+
+def _scripted_predictor(values: list[list[float]]):
+    """A predictor whose n-th call returns ``values[n]`` per box, with gradient +1 in x2 (every step moves x2)."""
+    calls = []
+
+    def predict(b):
+        row = torch.tensor(values[min(len(calls), len(values) - 1)], dtype=b.dtype)
+        calls.append(b.detach().clone())
+        return row + (b[:, 2] - b[:, 2].detach())
+
+    return predict, calls
+
+
+def test_refinement_applies_every_step_and_freezes_as_algorithm_2():
+    """A step that lowers the IoU is applied, then the box freezes (Δ < Ω2); a gain below Ω1 freezes it too; the
+    others run every step. The acceptance rule it replaced kept the old box and stopped at the first loss."""
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 3)
+    #            start           step 1: box 0 loses 0.05, box 1 gains 5e-4, box 2 gains 0.1; then box 2 gains
+    predict, calls = _scripted_predictor([[0.5, 0.5, 0.5], [0.45, 0.5005, 0.6], [0.45, 0.5005, 0.7],
+                                          [0.45, 0.5005, 0.8]])
+    out, iou = refine_boxes(boxes, predict, steps=3, step_size=1.0)
+    # a step moves x2 by step_size * w * grad, the width w of the box it starts from: 10 → 20 → 40 → 80
+    assert out[:, 2].tolist() == [20.0, 20.0, 80.0], out
+    assert iou.tolist() == pytest.approx([0.45, 0.5005, 0.8])
+    assert 0.45 - 0.5 < OMEGA_2 and len(calls) == 4
+
+
+def test_refinement_keeps_going_on_a_small_loss():
+    """A loss smaller than -Ω2 neither stops the box nor is undone (the paper's rule, not a greedy one)."""
+    predict, _ = _scripted_predictor([[0.5], [0.495], [0.6], [0.7]])
+    out, iou = refine_boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), predict, steps=3, step_size=1.0)
+    assert out[0, 2].item() == 80.0 and iou.item() == pytest.approx(0.7)
+
+
+def test_prroi_pool_of_a_flipped_box_is_zero():
+    """x2 < x1 (a large refinement step can flip a box): the width clamps to 0 and the pooled value is 0, as
+    PreciseRoIPooling's kernel gives; the signed integral over a negative area gave about -25 000 per bin."""
+    feature = torch.rand((4, 16, 16), generator=torch.Generator().manual_seed(0)) + 1.0
+    out = prroi_pool_image(feature, torch.tensor([[9.0, 2.0, 3.0, 12.0], [2.0, 9.0, 12.0, 3.0]]), (2, 2), 1.0)
+    assert out.abs().max().item() == 0.0
+    normal = prroi_pool_image(feature, torch.tensor([[3.0, 2.0, 9.0, 12.0]]), (2, 2), 1.0)
+    assert (normal > 1.0).all()
+
+
+def test_prroi_pool_equals_dense_roi_align():
+    """The exact bin integral against an independent estimate: torchvision's RoIAlign (aligned, the same half-pixel
+    convention) averaging 64 × 64 bilinear samples per bin, on a random map, at two scales."""
+    from torchvision.ops import roi_align
+
+    feature = torch.rand((3, 20, 24), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    boxes = torch.tensor([[3.3, 2.1, 30.7, 25.9], [10.0, 14.5, 44.2, 37.8], [2.0, 2.0, 46.0, 38.0]],
+                         dtype=torch.float64)
+    for scale in (0.5, 0.25):
+        exact = prroi_pool_image(feature, boxes, (3, 4), scale)
+        rois = torch.cat([torch.zeros(len(boxes), 1, dtype=torch.float64), boxes], dim=1)
+        dense = roi_align(feature[None], rois, (3, 4), spatial_scale=scale, sampling_ratio=64, aligned=True)
+        # RoIAlign clamps samples to the border cells where PrRoIPool's map fades to 0: boxes inside the cell centres
+        mapped = boxes * scale - 0.5
+        assert (mapped >= 0).all() and (mapped[:, 2] <= 23).all() and (mapped[:, 3] <= 19).all()
+        torch.testing.assert_close(exact, dense, atol=2e-3, rtol=0)
+
+
+def test_multi_level_prroi_pool_picks_the_fpn_level_of_each_box():
+    """FPN: each box is pooled on the level torchvision's LevelMapper gives it (k = 4 + log2(sqrt(area) / 224),
+    clamped to the levels present): sides 32, 112 and 224 go to levels 2 (clamped from 1), 3 and 4."""
+    strides = {"p2": 4, "p3": 8, "p4": 16}
+    gen = torch.Generator().manual_seed(2)
+    features = {name: torch.rand((1, 2, 448 // s, 448 // s), generator=gen) for name, s in strides.items()}
+    pool = MultiScalePrRoIPool(list(strides), 3)
+    boxes = torch.tensor([[10.0, 10.0, 42.0, 42.0], [100.0, 50.0, 212.0, 162.0], [200.0, 200.0, 424.0, 424.0]])
+    out = pool(features, [boxes], [(448, 448)])
+    for box, level, got in zip(boxes, ("p2", "p3", "p4"), out):
+        want = prroi_pool_image(features[level][0], box[None], (3, 3), 1.0 / strides[level])[0]
+        torch.testing.assert_close(got, want)
+        others = [prroi_pool_image(features[n][0], box[None], (3, 3), 1.0 / s)[0] for n, s in strides.items()
+                  if n != level]
+        assert all((got - o).abs().max() > 1e-3 for o in others)
 
 
 def test_jittered_rois_are_balanced_over_iou_bins():
@@ -229,6 +312,8 @@ FAST = dict(min_size=128, max_size=128, rpn_pre_nms_top_n_test=60, rpn_post_nms_
     ({"iou_head": True, "iou_loss": "l2"}, "iou_loss must be one of"),
     ({"iou_head": "yes"}, "iou_head must be true or false"),
     ({"iou_head": True, "iou_loss_weight": 0}, "iou_loss_weight must be a positive number"),
+    ({"iou_head": True, "iou_loss": "smoothl1"}, "replaced by smoothl1_norm"),
+    ({"iou_head": True, "iou_detach": 1}, "iou_detach must be true or false"),
 ])
 def test_bad_iou_options_are_one_line_errors(opts, fragment):
     with pytest.raises(ModelError) as e:
@@ -239,8 +324,10 @@ def test_bad_iou_options_are_one_line_errors(opts, fragment):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pool, agnostic, loss", [("roialign", False, "bce"), ("prroi", True, "smoothl1")])
+@pytest.mark.parametrize("pool, agnostic, loss", [("roialign", False, "bce"), ("prroi", True, "smoothl1_norm")])
 def test_the_iou_head_trains_and_predicts(pool, agnostic, loss):
+    from torchvision.ops import box_iou
+
     torch.manual_seed(0)
     model = create_model("fasterrcnn_tiny", weights="none", classes=["a", "b"], iou_head=True, iou_pool=pool,
                          iou_class_agnostic=agnostic, iou_loss=loss, **FAST)
@@ -260,46 +347,163 @@ def test_the_iou_head_trains_and_predicts(pool, agnostic, loss):
     last = float(losses["loss_iou"].detach())
     assert last < first, (first, last)
     model.eval()
-    model.roi_heads.score_thresh = 0.0
-    for mode in ("standard", "iou", "score_iou"):
-        model.roi_heads.nms_mode = mode
+    heads = model.roi_heads
+    heads.score_thresh = 0.0
+    for mode in ("iou", "score_iou"):
+        heads.nms_mode = mode
         with torch.no_grad():
             out = model(images)
-        assert len(out) == 2 and all(len(o["boxes"]) for o in out)
-        if mode != "standard":
-            assert all(((o["ious"] > 0) & (o["ious"] < 1)).all() for o in out)
+        for o, image in zip(out, images):
+            assert len(o["boxes"]) > 0
+            # ious are the head's prediction on the returned boxes, read independently through the raw output
+            features = model.backbone(model.transform([image])[0].tensors)
+            features = {"0": features} if isinstance(features, torch.Tensor) else features
+            with torch.no_grad():
+                raw = heads.iou_logits(features, [o["boxes"]], [(128, 128)], [o["labels"]])
+            torch.testing.assert_close(o["ious"], iou_from_output(raw, loss), atol=1e-5, rtol=1e-4)
+            # IoU-guided NMS: scores sorted, no two kept boxes of a class overlapping above the threshold
+            assert (o["scores"][:-1] >= o["scores"][1:]).all()
+            for label in o["labels"].unique():
+                b = o["boxes"][o["labels"] == label]
+                overlap = box_iou(b, b) - torch.eye(len(b))
+                assert overlap.max() <= heads.nms_thresh + 1e-6
     if pool == "prroi":
-        model.roi_heads.nms_mode = "iou"
+        heads.nms_mode = "score_iou"
         with torch.no_grad():
             out = model(images)
-        model.roi_heads.refine_steps = 3
+        heads.refine_steps = 3
         with torch.no_grad():  # refinement turns autograd back on by itself
             refined = model(images)
         moved = sum(float((r["boxes"] - o["boxes"]).abs().sum()) for r, o in zip(refined, out))
-        assert moved > 0 and all((r["ious"] >= o["ious"] - 1e-6).all() for r, o in zip(refined, out))
+        assert moved > 0
+        for r, o in zip(refined, out):
+            # rescored: each refined box's score is its NMS score times its predicted IoU, re-sorted
+            assert (r["boxes"][:, 2:] <= 128).all() and (r["boxes"] >= 0).all()
+            assert (r["scores"][:-1] >= r["scores"][1:]).all()
+            assert sorted((r["scores"] / r["ious"]).tolist()) == pytest.approx(sorted(o["scores"].tolist()), rel=1e-5)
 
 
+#: an FPN model with four pooled levels (strides 4-32: torchvision's LevelMapper spreads boxes over them) beside
+#: the single-map tiny one (the 320 MobileNet FPN pools every box of a 320 image on its first level)
+FPN = dict(min_size=256, max_size=256, rpn_pre_nms_top_n_test=60, rpn_post_nms_top_n_test=30)
+
+
+@pytest.mark.parametrize("name, size, opts", [("fasterrcnn_tiny", 128, FAST),
+                                              ("fasterrcnn_resnet50_fpn", 256, FPN)])
 @pytest.mark.parametrize("pool", ["roialign", "prroi"])
-def test_deploy_wrapper_ious_match_the_eager_head(pool):
-    """``cand_ious`` of the deploy wrapper is the eager IoU head on the same candidate boxes."""
+def test_deploy_wrapper_ious_match_the_eager_head(name, size, opts, pool):
+    """``cand_ious`` of the deploy wrapper (static per-level pooling, one-hot level pick) is the eager IoU head
+    (torchvision's per-level gather, or MultiScalePrRoIPool's) on the same candidate boxes."""
     from edgedet.export.fasterrcnn import FasterRCNNDeploy
 
     torch.manual_seed(0)
-    model = create_model("fasterrcnn_tiny", weights="none", classes=["a", "b"], iou_head=True, iou_pool=pool,
-                         **FAST).eval()
+    model = create_model(name, weights="none", classes=["a", "b"], iou_head=True, iou_pool=pool, **opts).eval()
     model.roi_heads.score_thresh = 0.0
-    wrapper = FasterRCNNDeploy(model, input_size=(128, 128), score_thresh=0.0, max_candidates=40, iou=True)
-    images = torch.randint(0, 256, (2, 128, 128, 3), dtype=torch.uint8)
+    wrapper = FasterRCNNDeploy(model, input_size=(size, size), score_thresh=0.0, max_candidates=60, iou_rank="iou")
+    images = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8)
     with torch.no_grad():
         boxes, scores, labels, ious = wrapper(images)
         features = model.backbone(wrapper._preprocess(images))
         features = {"0": features} if isinstance(features, torch.Tensor) else features
         used = scores > 0
         assert used.sum() > 20
-        eager = torch.sigmoid(model.roi_heads.iou_logits(features, [b[u] for b, u in zip(boxes, used)],
-                                                         [(128, 128)] * 2, [l[u] + 1 for l, u in zip(labels, used)]))
+        eager = model.roi_heads.predicted_iou(features, [b[u] for b, u in zip(boxes, used)], [(size, size)] * 2,
+                                              [l[u] + 1 for l, u in zip(labels, used)])
     torch.testing.assert_close(ious[used], eager, atol=1e-5, rtol=1e-4)
     assert not ious[~used].any()
+    if name != "fasterrcnn_tiny":  # hand-placed boxes on both FPN levels (the random model's are all small)
+        from torchvision.ops.poolers import _filter_input, _setup_scales
+
+        hand = torch.tensor([[10.0, 10.0, 60.0, 60.0], [0.0, 0.0, 250.0, 250.0], [20.0, 40.0, 140.0, 160.0],
+                             [100.0, 120.0, 140.0, 150.0]])
+        pooler = model.roi_heads.iou_roi_pool
+        _, mapper = _setup_scales(_filter_input(features, pooler.featmap_names), [(size, size)],
+                                  pooler.canonical_scale, pooler.canonical_level)
+        assert mapper([hand]).tolist() == [0, 2, 1, 0]
+        hand_labels = torch.tensor([0, 1, 0, 1])
+        with torch.no_grad():
+            graph = wrapper._candidate_ious(features, hand.expand(2, 4, 4), hand_labels.expand(2, 4),
+                                            torch.ones(2, 4, dtype=torch.bool))
+            eager = model.roi_heads.predicted_iou(features, [hand, hand], [(size, size)] * 2, [hand_labels + 1] * 2)
+        torch.testing.assert_close(graph.reshape(-1), eager, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rank", ["iou", "score_iou"])
+def test_every_pair_reaches_the_tail_ordered_by_the_ranking_key(rank):
+    """The IoU modes take every (proposal, class) pair, ordered by the mode's key (ties: lower pair index, as the
+    loop ranks), not the best by score; a K below the pair count is refused in one line naming the count."""
+    from edgedet.export.fasterrcnn import FasterRCNNDeploy
+
+    torch.manual_seed(0)
+    model = create_model("fasterrcnn_tiny", weights="none", classes=["a", "b"], iou_head=True, **FAST).eval()
+    torch.nn.init.normal_(model.roi_heads.iou_head.iou.weight, std=0.5)  # spread the untrained head's IoUs
+    pairs = FAST["rpn_post_nms_top_n_test"] * 2
+    wrapper = FasterRCNNDeploy(model, input_size=(128, 128), score_thresh=0.0, max_candidates=pairs, iou_rank=rank)
+    images = torch.randint(0, 256, (2, 128, 128, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        boxes, scores, labels, ious = wrapper(images)
+    assert (scores > 0).sum(dim=1).min() > pairs // 2
+    key = torch.where(scores > 0, (ious if rank == "iou" else scores * ious).clamp(min=KEY_FLOOR), 0.0)
+    assert (key[:, :-1] >= key[:, 1:]).all()
+    assert not (scores[:, :-1] >= scores[:, 1:]).all(), "ordered by score too: the test would not see a score cut"
+    with pytest.raises(ModelError) as e:
+        FasterRCNNDeploy(model, input_size=(128, 128), score_thresh=0.0, max_candidates=pairs - 1, iou_rank=rank)
+    assert f"--max-candidates ≥ {pairs}" in one_line(e) and f"raise --max-candidates to {pairs}" in one_line(e)
+    many = create_model("fasterrcnn_tiny", weights="none", classes=[str(i) for i in range(40)], iou_head=True,
+                        **{**FAST, "rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100}).eval()
+    with pytest.raises(ModelError, match="lower --rpn-post-nms-top-n to ≤ 96 "):
+        FasterRCNNDeploy(many, input_size=(128, 128), score_thresh=0.0, max_candidates=3840, iou_rank=rank)
+
+
+def test_a_low_scored_box_with_a_high_iou_owns_a_cluster():
+    """The issue's counterexample (IoU threshold 0.5, one class): all three boxes give {D .9, H2 .8}; the two best
+    by score give {H1 .9}, a box the reference never returns; the two best by IoU give D with its cluster's .9."""
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [-2, 0, 8, 10]], np.float32)  # H1, H2, D
+    scores, ious, labels = np.array([0.9, 0.8, 0.1]), np.array([0.6, 0.55, 0.95]), np.zeros(3, np.int64)
+    keep, new = iou_guided_nms(boxes, scores, ious, labels, 0.5, "iou")
+    assert keep.tolist() == [2, 1] and new.tolist() == pytest.approx([0.9, 0.8])
+    keep, new = iou_guided_nms(boxes[:2], scores[:2], ious[:2], labels[:2], 0.5, "iou")
+    assert keep.tolist() == [0] and new.tolist() == pytest.approx([0.9])
+    by_key = np.argsort(-ious, kind="stable")[:2]
+    keep, new = iou_guided_nms(boxes[by_key], scores[by_key], ious[by_key], labels[by_key], 0.5, "iou")
+    assert by_key[keep].tolist() == [2] and new.tolist() == pytest.approx([0.9])
+
+
+def test_jitter_leaves_the_global_random_stream_alone():
+    """With the same seed, a model with the IoU head shares the baseline's init of every other layer, leaves the
+    global stream where the baseline's construction leaves it (the data order draws next) and, in a training step,
+    draws the same numbers from it (RPN/box samplers): the head's init and the jitter have their own streams, so
+    the two runs differ only by the head."""
+    plain = {k: v for k, v in FAST.items() if not k.startswith("iou_")}
+    torch.manual_seed(0)
+    base = create_model("fasterrcnn_tiny", weights="none", classes=["a", "b"], **plain).train()
+    after_base = torch.rand(4)
+    torch.manual_seed(0)
+    with_head = create_model("fasterrcnn_tiny", weights="none", classes=["a", "b"], iou_head=True, **FAST).train()
+    assert torch.equal(torch.rand(4), after_base)  # the head's init drew from a fork of the stream
+    shared = base.state_dict()
+    assert all(torch.equal(v, with_head.state_dict()[k]) for k, v in shared.items())
+    images = [torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 70.0, 60.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[30.0, 40.0, 110.0, 120.0]]), "labels": torch.tensor([2])}]
+    torch.manual_seed(1)
+    base_losses, base_next = base(images, targets), torch.rand(4)
+    torch.manual_seed(1)
+    head_losses, head_next = with_head(images, targets), torch.rand(4)
+    assert torch.equal(base_next, head_next)
+    assert "loss_iou" in head_losses and all(torch.equal(v, head_losses[k]) for k, v in base_losses.items())
+
+
+def test_jittered_rois_are_assigned_to_the_ground_truth_they_overlap_most():
+    """Max-IoU assignment: with two overlapping objects, a box jittered from one towards the other is the other's,
+    with that IoU as its target and that label."""
+    from torchvision.ops import box_iou
+
+    gt = torch.tensor([[10.0, 10.0, 60.0, 60.0], [35.0, 10.0, 85.0, 60.0]])  # IoU 1/3 with each other
+    boxes, ious, idx = jitter_boxes(gt, 2000, (100, 100), torch.Generator().manual_seed(0))
+    best, owner = box_iou(boxes, gt).max(dim=1)
+    torch.testing.assert_close(ious, best)
+    assert torch.equal(idx, owner) and set(idx.tolist()) == {0, 1}
 
 
 def test_iou_modes_refuse_a_model_without_the_head(tmp_path):
@@ -316,8 +520,10 @@ def test_iou_modes_refuse_a_model_without_the_head(tmp_path):
 IOU_FIXTURE_ARGS = {"iou_head": True, "iou_rois_per_image": 128, "iou_head_size": 64}
 #: trained to a quality target, not for a fixed count: CPU kernels change the training path, and the 8 fixed epochs
 #: it once trained for reached AP50 0.467 on an AVX-512 EPYC, under the tests' 0.5. With the IoU output's init
-#: (IoUHead) it measured AP50 0.609 at epoch 8 of this schedule here (AVX2), stopping there.
-IOU_FIXTURE_TARGET_AP50, IOU_FIXTURE_MAX_EPOCHS = 0.6, 12
+#: (IoUHead) it measured AP50 0.609 at epoch 8 of this schedule here (AVX2), stopping there; with max-IoU
+#: targets and the head's own random streams 0.608 at epoch 10; attached runs on the 16-epoch schedule passed 0.6
+#: at epoch 8 (two losses, seed 0), so the cap is the preset's full schedule.
+IOU_FIXTURE_TARGET_AP50, IOU_FIXTURE_MAX_EPOCHS = 0.6, 16
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +580,51 @@ def iou_exports(iou_checkpoint, synth, tmp_path_factory):
             model=None, weights=str(iou_checkpoint), nms=NMSConfig(score_thresh=0.05, mode=mode),
             max_candidates=300, fp16=mode == "iou", verify=24, verify_source=str(synth.images_dir),
             out_dir=str(out), name=f"frcnn_{mode}"))
+    results["score_iou/torch-export"] = export_model(ExportOptions(
+        model=None, weights=str(iou_checkpoint), nms=NMSConfig(score_thresh=0.05, mode="score_iou"),
+        max_candidates=300, exporter="torch-export", out_dir=str(out), name="frcnn_score_iou_te"))
     return results
+
+
+def test_torch_export_gives_the_torchscript_graphs_detections(iou_exports, synth):
+    """The IoU head and the IoU-guided tail through torch.export: the TorchScript graph's detections."""
+    from test_torch_export import _assert_same_detections
+
+    from edgedet.data.imageio import read_image
+    from edgedet.runtime import Detector
+
+    new = iou_exports["score_iou/torch-export"]
+    assert new.metadata["exporter"]["name"] == "torch-export" and new.metadata["iou_net"]["nms_mode"] == "score_iou"
+    assert all(r["passed"] for r in new.metadata["check"].values())
+    images = [read_image(p) for p in sorted(synth.images_dir.glob("val_*.jpg"))[:16]]
+    compared = _assert_same_detections(Detector(iou_exports["score_iou"].artifacts["fp32"]),
+                                       Detector(new.artifacts["fp32"]), images)
+    assert compared >= 16, compared
+
+
+def test_int8_twins_of_both_exporters_score_the_same(iou_checkpoint, synth, tmp_path):
+    """INT8 from either exporter, calibrated on the same images: the same mAP within 0.5 point on the val split.
+    Not the same boxes: the two graphs differ in structure, so the quantizer's Q/DQ placement differs (measured on
+    two trained tiny Faster R-CNNs: one gave identical detections, the other moved boxes on some images, at 60.40
+    and 60.49 mAP)."""
+    from edgedet.data import load_dataset
+    from edgedet.evaluate import evaluate_predictor
+    from edgedet.export.onnx_export import ExportOptions, export_model
+    from edgedet.runtime import Detector
+
+    dataset = load_dataset(str(synth.val_json), str(synth.images_dir))
+    ap = {}
+    for exporter in ("torchscript", "torch-export"):
+        result = export_model(ExportOptions(
+            model=None, weights=str(iou_checkpoint), nms=NMSConfig(score_thresh=0.05), exporter=exporter, int8=True,
+            calib_images=str(synth.train_json), calib_count=64, out_dir=str(tmp_path), name=exporter))
+        for precision in ("fp32", "int8"):
+            engine = Detector(result.artifacts[precision], backend="onnxruntime")
+            stats, _ = evaluate_predictor(engine, dataset, engine.class_names, progress=False)
+            ap[exporter, precision] = stats.stats["AP"]
+    assert ap["torchscript", "fp32"] > 0.3, ap
+    assert ap["torchscript", "fp32"] == pytest.approx(ap["torch-export", "fp32"], abs=1e-3)
+    assert abs(ap["torchscript", "int8"] - ap["torch-export", "int8"]) <= 0.005, ap
 
 
 @pytest.mark.parametrize("mode", ["iou", "score_iou"])
@@ -454,3 +704,33 @@ def test_export_cli_refuses_iou_modes_without_the_head(tmp_path):
                        str(tmp_path / "out"))
     assert_one_line_error(proc, "--nms-mode iou", "iou_head=true")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_detached_iou_head_leaves_the_detector_as_trained_without_it():
+    """iou_detach with the IoU head clipped apart (``clip_groups``): two training steps from the same seed leave
+    every detector weight exactly as the same steps without the head, even with a clip norm that binds every step;
+    one global clip norm let the head's gradient scale the detector's steps."""
+    from edgedet.train.config import make_config
+    from edgedet.train.engine import _train_one_epoch
+
+    plain = {k: v for k, v in FAST.items() if not k.startswith("iou_")}
+    images = [torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    targets = [{"boxes": torch.tensor([[10.0 + 5 * i, 10.0, 70.0, 60.0 + 5 * i]]), "labels": torch.tensor([1 + i % 2])}
+               for i in range(4)]
+    loader = [(images[:2], targets[:2]), (images[2:], targets[2:])]
+    cfg = make_config(model="fasterrcnn_tiny", data="unused.json", preset="tiny", clip_grad=1e-3, epochs=1)
+    trained = {}
+    for name, opts in (("base", plain), ("detached", {**FAST, "iou_head": True, "iou_detach": True})):
+        torch.manual_seed(0)
+        model = create_model("fasterrcnn_tiny", weights="none", classes=["a", "b"], **opts).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        torch.manual_seed(1)
+        losses, seen = _train_one_epoch(cfg, model, loader, optimizer, scheduler, scaler, torch.device("cpu"), 1,
+                                        progress=False)
+        assert seen == 4 and (name == "base" or losses["loss_iou"] > 0)
+        trained[name] = model.state_dict()
+    detector = [k for k in trained["base"] if k.endswith("weight") or k.endswith("bias")]
+    assert len(detector) > 20
+    assert all(torch.equal(trained["base"][k], trained["detached"][k]) for k in detector)

@@ -71,9 +71,15 @@ def test_ssd_same_detections_as_torchscript(tiny_checkpoint, synth, tmp_path):
     assert_runs_in_openvino(new.artifacts["fp32"], verify_images(1, None, size, "stretch", [0, 0, 0]))
 
 
-def test_fasterrcnn_same_detections_as_torchscript(fasterrcnn_checkpoint, tmp_path):
-    old = _export(fasterrcnn_checkpoint, "torchscript", tmp_path, imgsz=(160, 160))
-    new = _export(fasterrcnn_checkpoint, "torch-export", tmp_path, imgsz=(160, 160))
+@pytest.mark.parametrize("options", [{}, {"rpn_score_thresh": 0.5, "rpn_post_nms_top_n": 40}],
+                         ids=["defaults", "rpn-masked-40-proposals"])
+def test_fasterrcnn_same_detections_as_torchscript(fasterrcnn_checkpoint, tmp_path, options):
+    """Letterboxed input, and the RPN's masked score threshold and static proposal count."""
+    old = _export(fasterrcnn_checkpoint, "torchscript", tmp_path, imgsz=(160, 160), **options)
+    new = _export(fasterrcnn_checkpoint, "torch-export", tmp_path, imgsz=(160, 160), **options)
+    assert new.metadata["input"]["resize"] == "letterbox"
+    for key, value in options.items():
+        assert new.metadata[key] == value, (key, new.metadata.get(key))
     _check_metadata(new, "torch-export")
     pad = new.metadata["input"]["pad_value"]
     images = list(verify_images(12, None, (160, 160), "letterbox", pad))

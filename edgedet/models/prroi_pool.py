@@ -39,11 +39,14 @@ def _bin_weights(start: Tensor, end: Tensor, bins: int, size: int) -> Tensor:
 def prroi_pool_image(feature: Tensor, boxes: Tensor, output_size: tuple[int, int], spatial_scale: float) -> Tensor:
     """One image: ``feature [C, H, W]``, ``boxes [N, 4]`` x1y1x2y2 image pixels → ``[N, C, out_h, out_w]``.
 
-    Each output is the mean of the interpolated map over its bin (zero for an empty bin).
+    Each output is the mean of the interpolated map over its bin (zero for an empty bin). A flipped box
+    (x2 < x1 or y2 < y1, reachable when refinement takes a large step) has its width or height clamped to 0, as
+    PreciseRoIPooling's kernel does, and pools to 0 (the signed integral divided by a negative area gave ~-25 000).
     """
     out_h, out_w = int(output_size[0]), int(output_size[1])
     height, width = int(feature.shape[-2]), int(feature.shape[-1])
     b = boxes * spatial_scale - 0.5
+    b = torch.cat([b[:, :2], torch.maximum(b[:, 2:], b[:, :2])], dim=1)
     wy = _bin_weights(b[:, 1], b[:, 3], out_h, height)  # [N, out_h, H]
     wx = _bin_weights(b[:, 0], b[:, 2], out_w, width)  # [N, out_w, W]
     # [N, 1, out_h, H] @ [1, C, H, W] → [N, C, out_h, W]; @ [N, 1, W, out_w] → [N, C, out_h, out_w]
