@@ -11,6 +11,10 @@ Three graphs of one IoU-Net checkpoint, timed round by round on the same real im
 Ratios are medians of per-round ratios with their min–max spread, per CPU runtime and ``--max-candidates``.
 
     python benchmarks/iou_net_latency.py --weights runs/frcnn_iou/best.pt --images synth/images [--markdown]
+
+A backbone-dominated model needs no training to be timed: ``--model fasterrcnn_resnet50_fpn --imgsz 320
+--rpn-post-nms-top-n 100`` times that architecture with random weights and an IoU head (three classes). The IoU
+modes take every (proposal, class) pair, so each ``--max-candidates`` must be at least proposals × classes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,12 +41,12 @@ from edgedet.runtime import Detector
 from edgedet.runtime.preprocess import preprocess_batch
 
 
-def head_only_graph(weights: str, nms: NMSConfig, max_candidates: int, path: Path) -> Path:
+def head_only_graph(weights: str, nms: NMSConfig, max_candidates: int, path: Path, **export: Any) -> Path:
     """The IoU head in the graph, its prediction added ×0 to the scores, and the standard NMS tail."""
-    opts = ExportOptions(model=None, weights=weights, nms=nms, max_candidates=max_candidates)
+    opts = ExportOptions(model=None, weights=weights, nms=nms, max_candidates=max_candidates, **export)
     built = _build(opts)
     wrapper = build_wrapper(built.model, built.entry.deploy, built.size, score_thresh=nms.score_thresh,
-                            max_candidates=max_candidates, iou=True).eval()
+                            max_candidates=max_candidates, iou_rank="iou").eval()
     graph = _torch_export(wrapper, 1, False, built.size, resolve_opset(opts.exporter, opts.opset),
                           (*CANDIDATES, IOU_CANDIDATE), opts.exporter)
     for node in graph.graph.node:
@@ -60,6 +65,18 @@ def head_only_graph(weights: str, nms: NMSConfig, max_candidates: int, path: Pat
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
+def random_iou_checkpoint(model: str, path: Path) -> str:
+    """``model`` with random weights and an IoU head (three classes), saved as an edgedet checkpoint."""
+    from edgedet.checkpoint import save_checkpoint
+    from edgedet.models import create_model
+
+    classes = ["a", "b", "c"]
+    net = create_model(model, weights="none", classes=classes, iou_head=True)
+    save_checkpoint(path, {"model": model, "model_kwargs": dict(net.edgedet_kwargs), "classes": classes,
+                           "state_dict": net.state_dict()})
+    return str(path)
+
+
 def markdown(results: list[tuple[str, int, Timings]]) -> str:
     """docs/performance.md's IoU-Net latency table from (runtime, K, timings of plain/head/iou-nms) per row: median
     ms to one decimal, ratios as medians of per-round ratios (min–max)."""
@@ -72,7 +89,11 @@ def markdown(results: list[tuple[str, int, Timings]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", required=True, help="an IoU-Net checkpoint (trained with --model-arg iou_head=true)")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", help="an IoU-Net checkpoint (trained with --model-arg iou_head=true)")
+    source.add_argument("--model", help="a zoo Faster R-CNN timed with random weights and an IoU head")
+    ap.add_argument("--imgsz", type=int, nargs="+", help="graph input size (default: the model's)")
+    ap.add_argument("--rpn-post-nms-top-n", type=int, help="proposals per image (default: the model's)")
     ap.add_argument("--images", required=True, help="an image folder; the first image is timed")
     ap.add_argument("--max-candidates", type=int, nargs="+", default=[1000, 300])
     ap.add_argument("--threads", type=int, default=2)
@@ -81,21 +102,25 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="print markdown tables (for docs/performance.md)")
     args = ap.parse_args()
     image = read_image(sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".jpg", ".png"))[0])
-    table = Table(title=f"{Path(args.weights).name}: engine-only ms per image, CPU, {args.threads} threads, "
+    export = {"imgsz": tuple((args.imgsz * 2)[:2]) if args.imgsz else None,
+              "rpn_post_nms_top_n": args.rpn_post_nms_top_n}
+    title = Path(args.weights).name if args.weights else f"{args.model} (random weights)"
+    table = Table(title=f"{title}: engine-only ms per image, CPU, {args.threads} threads, "
                         f"{args.rounds} interleaved rounds of {args.iters}")
     for col in ("runtime", "K", "plain", "head", "iou-nms", "head vs plain", "IoU-NMS vs head", "iou-nms vs plain"):
         table.add_column(col, justify="right")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights or random_iou_checkpoint(args.model, Path(tmp) / "random_iou.pt")
         for k in args.max_candidates:
             paths = {}
             for mode in ("standard", "iou"):
                 nms = NMSConfig(score_thresh=0.05, iou_thresh=0.5, mode=mode)
-                res = export_model(ExportOptions(model=None, weights=args.weights, nms=nms, max_candidates=k,
-                                                 out_dir=tmp, name=f"{mode}_{k}"))
+                res = export_model(ExportOptions(model=None, weights=weights, nms=nms, max_candidates=k,
+                                                 out_dir=tmp, name=f"{mode}_{k}", **export))
                 paths["plain" if mode == "standard" else "iou-nms"] = res.artifacts["fp32"]
-            paths["head"] = head_only_graph(args.weights, NMSConfig(score_thresh=0.05, iou_thresh=0.5), k,
-                                            Path(tmp) / f"head_{k}.onnx")
+            paths["head"] = head_only_graph(weights, NMSConfig(score_thresh=0.05, iou_thresh=0.5), k,
+                                            Path(tmp) / f"head_{k}.onnx", **export)
             paths["head"].with_suffix(".json").write_text(paths["plain"].with_suffix(".json").read_text())
             for runtime in ("onnxruntime", "openvino"):
                 dets = {name: Detector(paths[name], backend=runtime, threads=args.threads)
