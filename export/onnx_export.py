@@ -164,8 +164,7 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     except ImportError:
         raise EdgedetError("--fp16 needs onnxconverter-common: pip install onnxconverter-common") from None
 
-    keep_fp32 = [n.name for n in model.graph.node
-                 if n.name.startswith("/normalize/") or any(o.startswith("normalize.") for o in n.output)]
+    keep_fp32 = [n.name for n in model.graph.node if _in_normalize(n)]
     to_float = {n.name for n in model.graph.node if n.op_type == "Cast" and n.name not in keep_fp32
                 and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)}
     with warnings.catch_warnings():
@@ -188,6 +187,16 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             half.graph.node.append(onnx.helper.make_node("Cast", [out.name + "_fp16"], [out.name], to=onnx.TensorProto.FLOAT))
             out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
     return half
+
+
+def _in_normalize(node: onnx.NodeProto) -> bool:
+    """Whether ``node`` belongs to the deploy wrapper's ``normalize`` module. The TorchScript exporter names its nodes
+    ``/normalize/…``; torch-export names them by op (``node_div``) and records the module path in the node's
+    ``pkg.torch.onnx.name_scopes`` metadata (``['', 'normalize', 'div']``)."""
+    if node.name.startswith("/normalize/") or any(o.startswith("normalize.") for o in node.output):
+        return True
+    scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+    return scopes.startswith("['', 'normalize'")
 
 
 def _constant_of_shape_in_fp16(half: onnx.ModelProto) -> None:

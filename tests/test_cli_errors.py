@@ -101,7 +101,7 @@ def test_export_proposal_count_is_faster_rcnn_only(tmp_path):
     (["build"], ["--engine FILE is required"]),
     (["verify", "--engine", "m.onnx", "--weights", "w.pt", "--data", "d.json", "--tolerance", "-1"],
      ["--tolerance", "must be 0 or more AP points"]),
-    (["export", "--weights", "none", "--model", "ssdlite_tiny", "--opset", "99"], ["--opset must be in 17.."]),
+    (["export", "--weights", "none", "--model", "ssdlite_tiny", "--opset", "99"], ["--opset must be in 18.."]),
     (["export", "--weights", "none", "--model", "ssdlite_tiny", "--name", "../../x"], ["--name is a file stem"]),
     (["export", "--weights", "none", "--batch", "two"], ["--batch: expected an integer, not 'two'"]),
 ])

@@ -229,6 +229,7 @@ def test_targets_from_versions_and_metadata():
 @pytest.mark.slow
 def test_export_refuses_a_failing_graph_and_writes_nothing(tmp_path, monkeypatch):
     import edgedet.export.conformance as conformance
+    import edgedet.export.ssd  # noqa: F401 - the wrapper binds the real limit on import, before the patch
 
     monkeypatch.setattr(conformance, "TENSORRT_TOPK_LIMIT", 50)  # a stricter parser: K = 100 now fails
     opts = ExportOptions(model="ssdlite_tiny", out_dir=str(tmp_path))

@@ -63,8 +63,12 @@ def test_float_nchw_export_detects_what_the_uint8_export_detects(fixture_exports
         n = int(a["num_dets"][0, 0])
         assert int(b["num_dets"][0, 0]) == n
         np.testing.assert_array_equal(b["labels"][0, :n], a["labels"][0, :n])
-        np.testing.assert_allclose(b["boxes"][0, :n], a["boxes"][0, :n], atol=1e-3)
-        np.testing.assert_allclose(b["scores"][0, :n], a["scores"][0, :n], atol=1e-5)
+        # FP16 outputs are FP16 values. The torch-export graphs differ only in their input steps (both normalise in
+        # FP32), yet ONNX Runtime's FP16 results may sit one unit in the last place apart (measured: box 4.90625 vs
+        # 4.90234375, score 0.8125 vs 0.81201171875; the TorchScript graphs were bit-equal); cause not traced
+        ulp = 2.0 ** -10 if precision == "fp16" else 0.0
+        np.testing.assert_allclose(b["boxes"][0, :n], a["boxes"][0, :n], atol=1e-3, rtol=ulp)
+        np.testing.assert_allclose(b["scores"][0, :n], a["scores"][0, :n], atol=1e-5, rtol=ulp)
         compared += n
     assert compared > 0, "no detections compared"
 

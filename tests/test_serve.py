@@ -242,6 +242,19 @@ def _assert_contract_served(grpc_port: int, model: str, local: Detector, images:
     assert np.abs(result.as_numpy("scores") - want["scores"]).max() <= score_tol
 
 
+def _assert_same_predictions(got: list[dict], want: list[dict], where: str) -> None:
+    """The same detections, in the same order, as ``predict --json`` writes them: equal ids, classes and files,
+    boxes and scores equal up to one unit in the last digit written (3 for pixels, 5 for scores). The served model
+    compiles the graph in its own OpenVINO instance; a float sum rounded in another order can move a value written
+    as 1.5205 to either side (measured once: 1.52 against 1.521)."""
+    assert len(got) == len(want) > 0, where
+    for g, w in zip(got, want):
+        assert {k: v for k, v in g.items() if k not in ("bbox", "score")} == \
+            {k: v for k, v in w.items() if k not in ("bbox", "score")}, where
+        assert np.abs(np.subtract(g["bbox"], w["bbox"])).max() <= 1.0001e-3, (where, g, w)
+        assert abs(g["score"] - w["score"]) <= 1.0001e-5, (where, g, w)
+
+
 @needs_server
 def test_predict_and_run_through_the_server(served, synth, tmp_path):
     s = served["server"]
@@ -255,7 +268,7 @@ def test_predict_and_run_through_the_server(served, synth, tmp_path):
         proc = run_edgedet("predict", "--server", url, "--served-model", served["model"], *common, "--json", str(remote),
                            "--force")
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(remote.read_text()) == a, url
+        _assert_same_predictions(json.loads(remote.read_text()), a, url)
     # run: the served model's annotated video and detection count are the local engine's, over both protocols
     videos, counts = {}, {}
     for where, source in (("local", ["--engine", str(served["engine"]), "--backend", "openvino"]),

@@ -67,8 +67,29 @@ def test_ssd_same_detections_as_torchscript(tiny_checkpoint, synth, tmp_path):
     assert compared >= 24, compared  # the trained fixture finds its shapes
     half = Detector(new.artifacts["fp16"])
     assert sum(len(half(im)) for im in images[:8]) > 0
+    _assert_normalisation_in_fp32(new)
     size = tuple(new.metadata["input"]["size"])
     assert_runs_in_openvino(new.artifacts["fp32"], verify_images(1, None, size, "stretch", [0, 0, 0]))
+
+
+def _assert_normalisation_in_fp32(result) -> None:
+    """The FP16 graph computes the normalisation (cast, layout, /255, mean, std) in FP32, as the TorchScript FP16
+    graph does: each of its nodes reads only its own outputs, FP32 weights or casts to FLOAT (torch-export names its nodes by op,
+    so the normalisation is found from the FP32 graph's module scopes)."""
+    from edgedet.export.onnx_export import _in_normalize
+
+    names = {n.name for n in onnx.load(str(result.artifacts["fp32"])).graph.node if _in_normalize(n)}
+    assert len(names) >= 4, names  # Cast, Transpose, Div, Sub, Div
+    half = onnx.load(str(result.artifacts["fp16"])).graph
+    producer = {o: n for n in half.node for o in n.output}
+    fp32_weights = {t.name for t in half.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    to_float = lambda n: n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT  # noqa: E731
+    nodes = [n for n in half.node if n.name in names]
+    assert {n.name for n in nodes} == names
+    for node in nodes:
+        for name in node.input:
+            source = producer.get(name)
+            assert (name == "images" or name in fp32_weights if source is None else source.name in names or to_float(source)), (node.name, name)
 
 
 @pytest.mark.parametrize("options", [{}, {"rpn_score_thresh": 0.5, "rpn_post_nms_top_n": 40}],
@@ -122,4 +143,35 @@ def test_cli_refuses_an_opset_the_exporter_cannot_write(tmp_path):
     proc = run_edgedet("export", "--model", "ssdlite_tiny", "--weights", "none", "--exporter", "torch-export",
                        "--opset", "17", "-o", str(tmp_path))
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "--opset must be in 18.." in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_default_is_torch_export_and_prints_no_warning(tmp_path):
+    """Without --exporter the graph comes from torch.export (metadata and opset say so), and the export prints only
+    its own lines: no deprecation note from either exporter, no warning."""
+    proc = run_edgedet("export", "--model", "ssdlite_tiny", "--weights", "none", "--fp16", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("edgedet: ") for line in lines), lines
+    assert not any(word in proc.stderr.lower() for word in ("warning", "deprecat", "torchscript")), proc.stderr
+    meta = json.loads(sidecar_path(tmp_path / "ssdlite_tiny.onnx").read_text())
+    assert meta["exporter"]["name"] == "torch-export" and meta["opset"] == 18
+    assert graph_opset(onnx.load(str(tmp_path / "ssdlite_tiny.fp16.onnx"))) == 18
+
+
+@pytest.mark.parametrize("exporter", ["torch-export", "torchscript"])
+def test_an_exporter_that_fails_is_one_line_naming_the_other(exporter, monkeypatch, tmp_path):
+    """Either path failing inside PyTorch (torch.export on a construct it cannot capture, or a PyTorch that has removed
+    the TorchScript exporter) ends in one line that names the other exporter, and writes nothing."""
+    import torch
+
+    def removed(*args, **kwargs):
+        raise RuntimeError("the exporter is not available\nsecond line")
+
+    monkeypatch.setattr(torch.onnx, "export", removed)
+    with pytest.raises(EdgedetError) as e:
+        export_model(ExportOptions(model="ssdlite_tiny", exporter=exporter, out_dir=str(tmp_path)))
+    other = "torchscript" if exporter == "torch-export" else "torch-export"
+    assert f"--exporter {exporter} cannot export" in one_line(e) and f"--exporter {other}" in one_line(e)
+    assert "the exporter is not available" in one_line(e) and "second line" not in str(e.value)
     assert not list(tmp_path.iterdir())

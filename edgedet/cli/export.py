@@ -31,8 +31,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exporter", choices=list(EXPORTERS), default=DEFAULT_EXPORTER,
                    help=f"how PyTorch writes the ONNX: torch-export (torch.onnx.export on torch.export) or torchscript "
                         f"(the tracer PyTorch deprecates); default {DEFAULT_EXPORTER}")
-    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's oldest, 17 torchscript, 18 "
-                                             "torch-export)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's oldest, 18 torch-export, 17 "
+                                             "torchscript)")
     v.add(p, "out", default="exports")
     p.add_argument("--name", help="file stem (default: the model name)")
     v.add(p, "force")
